@@ -1,0 +1,58 @@
+# The two set-up commands are `make demo` and `make test`; see README.md.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+OUT := out
+DEMO_DB := $(OUT)/demo-tenant.sqlite
+NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]-*.ipynb))
+
+.PHONY: demo test lint unit nbval lab bench clean
+
+$(BIN)/python:
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11 or run make PYTHON=/path/to/python3.11"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(VENV)/.installed $@
+
+$(DEMO_DB): $(VENV)/.installed $(wildcard data/demo/*.py data/demo/*.json data/lambdas/*.js)
+	$(BIN)/scimtools demo build --db $@
+
+demo: $(VENV)/.installed $(DEMO_DB)
+	@mkdir -p $(OUT)
+	@for nb in $(NOTEBOOKS); do \
+		echo "executing $$nb"; \
+		SCIMTOOLS_DEMO_DB=$(abspath $(DEMO_DB)) $(BIN)/jupyter nbconvert --to html \
+			--execute --ExecutePreprocessor.timeout=600 --output-dir $(OUT) "$$nb" \
+			|| exit 1; \
+	done
+	@echo "HTML copies of the notebooks are in $(OUT)/"
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+unit: $(VENV)/.installed-dev $(DEMO_DB)
+	SCIMTOOLS_DEMO_DB=$(abspath $(DEMO_DB)) $(BIN)/pytest tests scimtools
+
+nbval: $(VENV)/.installed-dev $(DEMO_DB)
+	SCIMTOOLS_DEMO_DB=$(abspath $(DEMO_DB)) $(BIN)/pytest -p no:cacheprovider \
+		--nbval notebooks/ --sanitize-with notebooks/nbval-sanitize.cfg \
+		-o addopts="" -o testpaths=notebooks
+
+test: lint unit nbval
+
+lab: $(VENV)/.installed $(DEMO_DB)
+	SCIMTOOLS_DEMO_DB=$(abspath $(DEMO_DB)) $(BIN)/jupyter lab notebooks/
+
+bench: $(VENV)/.installed-dev
+	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(OUT) .pytest_cache .ruff_cache

@@ -1,0 +1,3 @@
+"""Audit and migrate SCIM-provisioned FusionAuth tenants."""
+
+__version__ = "0.1.0"
