@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 OUT := out
-DEMO_DB := $(OUT)/demo-tenant.sqlite
+DEMO_DB := $(OUT)/demo/tenant.sqlite
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]-*.ipynb))
 
 .PHONY: demo test lint unit nbval lab bench clean
@@ -21,7 +21,7 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(VENV)/.installed $@
 
-$(DEMO_DB): $(VENV)/.installed $(wildcard data/demo/*.py data/demo/*.json data/lambdas/*.js)
+$(DEMO_DB): $(VENV)/.installed $(wildcard scimtools/demo/*.py scimtools/sandbox/*.py data/demo/*.json data/lambdas/*.js)
 	$(BIN)/scimtools demo build --db $@
 
 demo: $(VENV)/.installed $(DEMO_DB)
