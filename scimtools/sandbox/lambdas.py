@@ -1,0 +1,213 @@
+"""Run the tenant's six SCIM lambdas (JavaScript) with FusionAuth's signatures.
+
+FusionAuth runs a request lambda before it acts on a SCIM request and a response
+lambda after it; each tenant names six of them (User, EnterpriseUser, Group, each
+request and response). The sandbox runs them in one V8 isolate (mini-racer)
+behind a lock, with a timeout per call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from py_mini_racer import JSEvalException, JSTimeoutException, MiniRacer
+
+__all__ = ["DEFAULT_LAMBDA_DIR", "LAMBDA_FILES", "LambdaError", "LambdaSet"]
+
+DEFAULT_LAMBDA_DIR = Path(__file__).resolve().parents[2] / "data" / "lambdas"
+
+LAMBDA_FILES = {
+    "userRequest": "scim-user-request.js",
+    "userResponse": "scim-user-response.js",
+    "enterpriseUserRequest": "scim-enterprise-user-request.js",
+    "enterpriseUserResponse": "scim-enterprise-user-response.js",
+    "groupRequest": "scim-group-request.js",
+    "groupResponse": "scim-group-response.js",
+}
+"""Lambda slot -> file name of the converter in ``data/lambdas/``."""
+
+_TITLES = {
+    "userRequest": "SCIM User request converter",
+    "userResponse": "SCIM User response converter",
+    "enterpriseUserRequest": "SCIM EnterpriseUser request converter",
+    "enterpriseUserResponse": "SCIM EnterpriseUser response converter",
+    "groupRequest": "SCIM Group request converter",
+    "groupResponse": "SCIM Group response converter",
+}
+
+# Each converter is wrapped in its own function scope so that the six `convert`
+# functions do not overwrite each other; __run calls one slot over a batch of
+# arguments with FusionAuth's signature and returns what FusionAuth keeps.
+_HARNESS = """
+var __lambdas = {};
+function __call(slot, f, a) {
+  if (slot === "userRequest" || slot === "enterpriseUserRequest") {
+    var user = {data: {}}, options = {};
+    f(user, options, a[0]);
+    return {user: user, options: options};
+  }
+  if (slot === "groupRequest") {
+    var group = {data: {}}, members = [], gopts = {};
+    f(group, members, gopts, a[0]);
+    return {group: group, members: members, options: gopts};
+  }
+  if (slot === "groupResponse") {
+    f(a[0], a[1], a[2], {});
+    return a[0];
+  }
+  f(a[0], a[1]);
+  return a[0];
+}
+function __run(slot, batch) {
+  var f = __lambdas[slot], out = [];
+  for (var i = 0; i < batch.length; i++) {
+    try {
+      out.push(__call(slot, f, batch[i]));
+    } catch (e) {
+      return {error: String(e), index: i};
+    }
+  }
+  return {results: out};
+}
+"""
+
+
+class LambdaError(Exception):
+    """A lambda threw, ran too long, or could not be compiled.
+
+    Parameters
+    ----------
+    slot
+        The lambda slot, such as ``"userRequest"``.
+    detail
+        What happened, naming the lambda; the SCIM app sends it as the
+        ``detail`` of a 500.
+    """
+
+    def __init__(self, slot: str, detail: str) -> None:
+        super().__init__(detail)
+        self.slot = slot
+        self.detail = detail
+
+
+class LambdaSet:
+    """Hold the six converters of a tenant and run them in a V8 isolate.
+
+    Parameters
+    ----------
+    sources
+        Lambda slot -> JavaScript source defining ``function convert(...)``;
+        every slot of :data:`LAMBDA_FILES` is required.
+    names
+        Lambda slot -> a name for error messages (the file name).
+    timeout
+        Seconds one call may run before V8 stops it.
+
+    Examples
+    --------
+    >>> lambdas = LambdaSet.from_directory()
+    >>> lambdas.run("groupRequest", [({"displayName": "Ops"},)])[0]["group"]["name"]
+    'Ops'
+    """
+
+    def __init__(
+        self,
+        sources: Mapping[str, str],
+        *,
+        names: Mapping[str, str] | None = None,
+        timeout: float = 1.0,
+    ) -> None:
+        missing = sorted(set(LAMBDA_FILES) - set(sources))
+        if missing:
+            raise ValueError(f"lambda sources are missing for slots {missing}")
+        self.sources = dict(sources)
+        self.names = dict(names or {slot: slot for slot in sources})
+        self.timeout = timeout
+        self.fingerprint = hashlib.sha256(
+            json.dumps(self.sources, sort_keys=True).encode()
+        ).hexdigest()
+        self._lock = threading.Lock()
+        self._racer: MiniRacer | None = None
+
+    @classmethod
+    def from_directory(
+        cls,
+        directory: str | Path | None = None,
+        *,
+        files: Mapping[str, str] | None = None,
+        timeout: float = 1.0,
+    ) -> LambdaSet:
+        """Load the six converters from JavaScript files in ``directory``."""
+        directory = Path(directory) if directory else DEFAULT_LAMBDA_DIR
+        files = {**LAMBDA_FILES, **(files or {})}
+        sources = {
+            slot: (directory / name).read_text(encoding="utf-8")
+            for slot, name in files.items()
+        }
+        return cls(sources, names=files, timeout=timeout)
+
+    def _title(self, slot: str) -> str:
+        return f"The {_TITLES[slot]} lambda ({self.names.get(slot, slot)})"
+
+    def _compile(self) -> MiniRacer:
+        racer = MiniRacer()
+        racer.eval(_HARNESS)
+
+        for slot, source in self.sources.items():
+            code = f"__lambdas[{json.dumps(slot)}] = (function () {{\n{source}\n"
+            code += "; return convert; })();"
+            try:
+                racer.eval(code, timeout_sec=self.timeout)
+            except JSEvalException as exc:
+                raise LambdaError(
+                    slot, f"{self._title(slot)} does not compile: {exc}"
+                ) from exc
+        return racer
+
+    def run(self, slot: str, batch: Sequence[Sequence[Any]]) -> list[Any]:
+        """Call the converter of ``slot`` once per argument tuple of ``batch``.
+
+        Returns, per call: ``{"user", "options"}`` for user request lambdas,
+        ``{"group", "members", "options"}`` for the group request lambda, and
+        the SCIM JSON for response lambdas.
+
+        Raises
+        ------
+        LambdaError
+            When the converter throws or runs longer than the timeout.
+        """
+        if not batch:
+            return []
+        payload = json.dumps([list(args) for args in batch])
+        code = f"JSON.stringify(__run({json.dumps(slot)}, {payload}))"
+        timeout = self.timeout + 0.002 * len(batch)
+
+        with self._lock:
+            if self._racer is None:
+                self._racer = self._compile()
+            try:
+                answer = json.loads(self._racer.eval(code, timeout_sec=timeout))
+            except JSTimeoutException as exc:
+                raise LambdaError(
+                    slot,
+                    f"{self._title(slot)} ran longer than {self.timeout:g} s"
+                    " and was stopped.",
+                ) from exc
+            except JSEvalException as exc:
+                raise LambdaError(slot, f"{self._title(slot)} failed: {exc}") from exc
+
+        if "error" in answer:
+            raise LambdaError(slot, f"{self._title(slot)} threw: {answer['error']}")
+        return answer["results"]
+
+    def close(self) -> None:
+        """Free the V8 isolate; the next call compiles the lambdas again."""
+        with self._lock:
+            if self._racer is not None:
+                self._racer.close()
+                self._racer = None
