@@ -1,0 +1,286 @@
+"""Settings from the environment or a .env file, and `connect`.
+
+Two ways to reach a SCIM server:
+
+* the client-credentials grant: ``FUSIONAUTH_URL``, ``SCIM_CLIENT_ID``,
+  ``SCIM_CLIENT_SECRET`` and ``SCIM_SERVER_ENTITY_ID`` (and ``SCIM_BASE_URL``
+  when the SCIM base is not ``{FUSIONAUTH_URL}/api/scim/resource/v2``);
+* a static token: ``SCIM_BASE_URL`` (or ``FUSIONAUTH_URL``) with ``SCIM_TOKEN``.
+
+With none of them set, `connect` starts the local sandbox with the demo tenant.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dotenv import dotenv_values
+
+from scimtools.auth import ClientCredentialsAuth, StaticTokenAuth
+from scimtools.client import SCIMClient
+from scimtools.errors import ConfigError
+
+__all__ = ["Settings", "connect", "load_settings"]
+
+logger = logging.getLogger(__name__)
+
+GRANT_VARIABLES = (
+    "FUSIONAUTH_URL",
+    "SCIM_CLIENT_ID",
+    "SCIM_CLIENT_SECRET",
+    "SCIM_SERVER_ENTITY_ID",
+)
+STATIC_VARIABLES = ("SCIM_BASE_URL", "SCIM_TOKEN")
+SCIM_PATH = "/api/scim/resource/v2"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the SCIM server is and how to authenticate; secrets hidden in repr.
+
+    Attributes
+    ----------
+    mode : str
+        ``"grant"``, ``"static"`` or ``"sandbox"`` (nothing configured).
+    """
+
+    mode: str
+    fusionauth_url: str | None = None
+    base_url: str | None = None
+    client_id: str | None = None
+    server_entity_id: str | None = None
+    client_secret: str | None = field(default=None, repr=False)
+    token: str | None = field(default=None, repr=False)
+
+    @property
+    def token_url(self) -> str | None:
+        """Return ``{FUSIONAUTH_URL}/oauth2/token``."""
+        if not self.fusionauth_url:
+            return None
+        return self.fusionauth_url.rstrip("/") + "/oauth2/token"
+
+
+def load_settings(
+    env_file: str | Path | None = ".env",
+    *,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Read the settings from the environment, falling back to a .env file.
+
+    Parameters
+    ----------
+    env_file : str or Path or None, default ".env"
+        A dotenv file; missing files are ignored. Environment variables win.
+    environ : mapping, optional
+        Use this instead of ``os.environ`` (for tests).
+
+    Returns
+    -------
+    Settings
+
+    Raises
+    ------
+    ConfigError
+        A partial configuration, naming the missing variables, or both a
+        client-credentials and a static-token configuration.
+
+    Examples
+    --------
+    >>> load_settings(None, environ={}).mode
+    'sandbox'
+    >>> load_settings(None, environ={"FUSIONAUTH_URL": "https://a.example"})
+    Traceback (most recent call last):
+    ...
+    scimtools.errors.ConfigError: FUSIONAUTH_URL is set but SCIM_CLIENT_ID, \
+SCIM_CLIENT_SECRET, SCIM_SERVER_ENTITY_ID are missing; set them for the \
+client-credentials grant, or set SCIM_TOKEN for a static token
+    """
+    values: dict[str, str] = {}
+    if env_file is not None and Path(env_file).is_file():
+        values.update({k: v for k, v in dotenv_values(env_file).items() if v})
+    source = os.environ if environ is None else environ
+    values.update({k: v for k, v in source.items() if v})
+
+    def get(name: str) -> str | None:
+        value = values.get(name, "").strip()
+        return value or None
+
+    grant = {name: get(name) for name in GRANT_VARIABLES}
+    token, base_url = get("SCIM_TOKEN"), get("SCIM_BASE_URL")
+    fusionauth_url = grant["FUSIONAUTH_URL"]
+
+    if not any(grant.values()) and not token and not base_url:
+        return Settings(mode="sandbox")
+
+    credentials = [n for n in GRANT_VARIABLES[1:] if grant[n]]
+    if token and credentials:
+        raise ConfigError(
+            f"both SCIM_TOKEN and {', '.join(credentials)} are set; keep either the"
+            " static token or the client-credentials variables"
+        )
+    if token:
+        if not base_url and not fusionauth_url:
+            raise ConfigError(
+                "SCIM_TOKEN is set but SCIM_BASE_URL is missing; set it to the SCIM"
+                f" base URL, e.g. https://auth.example.com{SCIM_PATH}"
+            )
+        return Settings(
+            mode="static",
+            fusionauth_url=fusionauth_url,
+            base_url=base_url or fusionauth_url.rstrip("/") + SCIM_PATH,  # type: ignore[union-attr]
+            token=token,
+        )
+
+    missing = [name for name in GRANT_VARIABLES if not grant[name]]
+    if missing:
+        present = [n for n in (*GRANT_VARIABLES, "SCIM_BASE_URL") if values.get(n)]
+        raise ConfigError(
+            f"{', '.join(present)} {'is' if len(present) == 1 else 'are'} set but"
+            f" {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing;"
+            " set them for the client-credentials grant, or set SCIM_TOKEN for a"
+            " static token"
+        )
+    assert fusionauth_url is not None
+    return Settings(
+        mode="grant",
+        fusionauth_url=fusionauth_url,
+        base_url=base_url or fusionauth_url.rstrip("/") + SCIM_PATH,
+        client_id=grant["SCIM_CLIENT_ID"],
+        client_secret=grant["SCIM_CLIENT_SECRET"],
+        server_entity_id=grant["SCIM_SERVER_ENTITY_ID"],
+    )
+
+
+def connect(
+    *,
+    env_file: str | Path | None = ".env",
+    environ: Mapping[str, str] | None = None,
+    settings: Settings | None = None,
+    permissions: list[str] | None = None,
+    allow_insecure_http: bool = False,
+    **client_options: Any,
+) -> SCIMClient:
+    """Return a `SCIMClient` for the configured server, or for the local sandbox.
+
+    Reads `load_settings`. With nothing configured it starts the sandbox on
+    127.0.0.1 with the demo tenant (building it first if needed; path from
+    ``SCIMTOOLS_DEMO_DB``, default ``out/demo/tenant.sqlite``), authenticates as
+    its ``auditor`` client, prints one line saying so, and stops it when
+    the client closes or the interpreter exits.
+
+    Parameters
+    ----------
+    env_file : str or Path or None, default ".env"
+        A dotenv file to read.
+    environ : mapping, optional
+        Instead of ``os.environ`` (for tests).
+    settings : Settings, optional
+        Use these instead of reading the environment.
+    permissions : list of str, optional
+        Request exactly these permissions in the grant (default: all granted).
+    allow_insecure_http : bool, default False
+        Allow tokens over plain http to a host other than loopback.
+    **client_options
+        Passed to `SCIMClient` (``page_size``, ``max_workers``, ``progress``...).
+
+    Returns
+    -------
+    SCIMClient
+
+    Raises
+    ------
+    ConfigError
+        Partial or clashing settings.
+    """
+    if settings is None:
+        settings = load_settings(env_file, environ=environ)
+
+    if settings.mode == "sandbox":
+        return _connect_sandbox(environ, permissions, client_options)
+
+    if settings.mode == "static":
+        assert settings.token and settings.base_url
+        auth: Any = StaticTokenAuth(
+            settings.token, allow_insecure_http=allow_insecure_http
+        )
+    else:
+        assert settings.token_url and settings.client_id and settings.client_secret
+        assert settings.server_entity_id and settings.base_url
+        auth = ClientCredentialsAuth(
+            settings.token_url,
+            settings.client_id,
+            settings.client_secret,
+            settings.server_entity_id,
+            permissions=permissions,
+            allow_insecure_http=allow_insecure_http,
+        )
+    return SCIMClient(
+        settings.base_url,
+        auth=auth,
+        allow_insecure_http=allow_insecure_http,
+        **client_options,
+    )
+
+
+def demo_db_path(environ: Mapping[str, str] | None = None) -> Path:
+    """Return the demo tenant database path (``SCIMTOOLS_DEMO_DB`` or the default)."""
+    source = os.environ if environ is None else environ
+    configured = source.get("SCIMTOOLS_DEMO_DB")
+    if configured:
+        return Path(configured)
+    return REPO_ROOT / "out" / "demo" / "tenant.sqlite"
+
+
+def _connect_sandbox(
+    environ: Mapping[str, str] | None,
+    permissions: list[str] | None,
+    client_options: dict[str, Any],
+) -> SCIMClient:
+    # Imported here: the library never imports the sandbox or demo at module level.
+    from scimtools.sandbox import Sandbox
+
+    db_path = demo_db_path(environ)
+    if not db_path.exists():
+        from scimtools.demo.build import build_demo
+
+        db_path.parent.mkdir(parents=True, exist_ok=True)
+        build_demo(db_path)
+
+    sandbox = Sandbox(db_path)
+    running = sandbox.__enter__()
+    stopped = False
+
+    def stop() -> None:
+        nonlocal stopped
+        if not stopped:
+            stopped = True
+            sandbox.__exit__(None, None, None)
+
+    atexit.register(stop)
+    try:
+        auditor = running.clients["auditor"]
+        auth = ClientCredentialsAuth(
+            running.token_url,
+            auditor.client_id,
+            auditor.client_secret,
+            running.server_entity_id,
+            permissions=permissions,
+        )
+        client = SCIMClient(running.base_url, auth=auth, **client_options)
+    except BaseException:
+        stop()
+        raise
+    client.call_on_close(stop)
+    # One visible line: the reader must know this is not their own tenant.
+    print(
+        f"No SCIM server configured: using the local sandbox at {running.base_url}"
+        " with the demo tenant."
+    )
+    return client
