@@ -14,8 +14,8 @@ from typing import Any
 
 from scim2_models import InvalidFilterException, ScimFilter
 from scim2_models.path.expressions import (
-    Comparison,
     CompareOperator,
+    Comparison,
     FilterNode,
     LogicalExpr,
     LogicalOperator,
@@ -44,9 +44,7 @@ def _check_fusionauth_syntax(text: str) -> None:
     for match in _TOKEN.finditer(text):
         token = match.group()
         if token == "].":
-            raise FilterError(
-                f"Invalid state transition at [{text[: match.end()]}]"
-            )
+            raise FilterError(f"Invalid state transition at [{text[: match.end()]}]")
         lower = token.lower()
         if lower != token and lower in _KEYWORDS:
             raise FilterError(f"No comparison operator for [{text}]")
@@ -67,10 +65,10 @@ def parse_filter(text: str) -> FilterNode:
     --------
     >>> parse_filter('userName eq "bjensen"').op
     <CompareOperator.eq: 'eq'>
-    >>> parse_filter('userName EQ "bjensen"')
+    >>> parse_filter('userName EQ "x"')
     Traceback (most recent call last):
     ...
-    scimtools.sandbox.filters.FilterError: No comparison operator for [userName EQ "bjensen"]
+    scimtools.sandbox.filters.FilterError: No comparison operator for [userName EQ "x"]
     """
     _check_fusionauth_syntax(text)
     try:

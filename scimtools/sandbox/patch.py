@@ -143,7 +143,9 @@ def apply_patch(resource: str, current: dict[str, Any], body: Any) -> dict[str, 
             # FusionAuth resolves a value-filter path against the resource and
             # drops the operation when nothing matches (no noTarget error).
             if "[" not in str(operation.get("path", "")):
-                raise _invalid("[invalid]patch", "Invalid SCIM patch request.") from None
+                raise _invalid(
+                    "[invalid]patch", "Invalid SCIM patch request."
+                ) from None
         except (SCIMException, ValidationError, ValueError) as exc:
             raise _invalid("[invalid]patch", "Invalid SCIM patch request.") from exc
 

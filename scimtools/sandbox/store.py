@@ -21,6 +21,21 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from scim2_models import (
+    Context,
+    NotFoundException,
+    NotImplementedException,
+    PreconditionFailedException,
+    Resource,
+    ResourceType,
+    ResponseParameters,
+    ScimProvider,
+    SearchRequest,
+    UniquenessException,
+)
+from scim2_server.storage import ScimStorage, SearchPage
+from scim2_server.utils import load_default_provider
+
 from .config import SandboxConfig
 from .filters import Query
 from .lambdas import LambdaSet
@@ -33,6 +48,7 @@ __all__ = [
     "SandboxError",
     "Store",
     "Tenant",
+    "TenantStorage",
 ]
 
 USER_URN = "urn:ietf:params:scim:schemas:core:2.0:User"
@@ -265,7 +281,9 @@ class Tenant:
         self.lambdas = lambdas
         self.config = config
         self.tenant_id = tenant_id
-        self._rng = random.Random(config.id_seed) if config.id_seed is not None else None
+        self._rng = (
+            random.Random(config.id_seed) if config.id_seed is not None else None
+        )
         self._id_lock = threading.Lock()
 
         if store.get_config("lambda_fingerprint") != lambdas.fingerprint:
@@ -326,7 +344,9 @@ class Tenant:
     def _request_users(
         self, scims: Sequence[dict[str, Any]], resource: str
     ) -> list[dict[str, Any]]:
-        slot = "enterpriseUserRequest" if resource == "EnterpriseUser" else "userRequest"
+        slot = (
+            "enterpriseUserRequest" if resource == "EnterpriseUser" else "userRequest"
+        )
         return [r["user"] for r in self.lambdas.run(slot, [(s,) for s in scims])]
 
     def _check_user(
@@ -753,7 +773,9 @@ class Tenant:
     ) -> list[str]:
         """Render (id, external_id, user_json, inserted, updated) rows to JSON."""
         endpoint = _ENDPOINTS[resource]
-        schemas = [USER_URN] + ([ENTERPRISE_URN] if resource == "EnterpriseUser" else [])
+        schemas = [USER_URN] + (
+            [ENTERPRISE_URN] if resource == "EnterpriseUser" else []
+        )
         batch = []
         for user_id, external_id, user_json, inserted, updated in rows:
             scim: dict[str, Any] = {"schemas": list(schemas), "id": user_id}
@@ -799,9 +821,7 @@ class Tenant:
                 "resourceType": "Group",
             }
             batch.append((scim, json.loads(group_json), users))
-        return [
-            _dumps(_prune(doc)) for doc in self.lambdas.run("groupResponse", batch)
-        ]
+        return [_dumps(_prune(doc)) for doc in self.lambdas.run("groupResponse", batch)]
 
     def _table(self, resource: str) -> tuple[str, str]:
         if resource == "Group":
@@ -835,7 +855,10 @@ class Tenant:
             with self.store.transaction() as db:
                 db.executemany(
                     f"UPDATE {table} SET {column} = ? WHERE id = ? AND version = ?",
-                    [(doc, row[0], row[5]) for doc, row in zip(docs, rows, strict=True)],
+                    [
+                        (doc, row[0], row[5])
+                        for doc, row in zip(docs, rows, strict=True)
+                    ],
                 )
             rendered.update((row[0], doc) for doc, row in zip(docs, rows, strict=True))
         return rendered
@@ -947,3 +970,140 @@ class Tenant:
             table: db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
             for table in ("users", "groups", "memberships")
         }
+
+
+class TenantStorage(ScimStorage):
+    """Expose a :class:`Tenant` as a scim2-server storage (User, EnterpriseUser, Group).
+
+    Writes go through the request lambdas and reads through the response lambdas,
+    as over HTTP. Filters and sorting here use scim2-models' evaluator on the
+    rendered resources (RFC semantics); FusionAuth's filter subset lives in the
+    HTTP app. ``meta.version`` is the row version; ``meta.location`` is left
+    to the server, as the storage contract asks.
+
+    Parameters
+    ----------
+    tenant
+        The tenant to expose.
+    provider
+        Describes the models to return; scim2-server's defaults when None.
+    """
+
+    supports_cursors = False
+
+    def __init__(self, tenant: Tenant, provider: ScimProvider | None = None) -> None:
+        self.tenant = tenant
+        self.provider = provider or load_default_provider()
+
+    @staticmethod
+    def _resource(resource_type: ResourceType) -> str:
+        name = resource_type.id or resource_type.name
+        if name not in ("User", "EnterpriseUser", "Group"):
+            raise NotImplementedException(detail=f"No storage for {name}")
+        return name
+
+    def _model(self, resource_type: ResourceType, doc: dict[str, Any]) -> Any:
+        resource = self._resource(resource_type)
+        doc = dict(doc)
+        meta = dict(doc.get("meta") or {})
+        meta.pop("location", None)
+        meta["resourceType"] = resource_type.name
+        meta["version"] = f'W/"{self.tenant.version(resource, doc["id"])}"'
+        doc["meta"] = meta
+        model = self.provider.model_for(resource_type)
+        return model.model_validate(doc)  # type: ignore[union-attr]
+
+    @staticmethod
+    def _dump(resource: Resource[Any]) -> dict[str, Any]:
+        return resource.model_dump(scim_ctx=Context.RESOURCE_REPLACEMENT_REQUEST)
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except NotFoundError as exc:
+            raise NotFoundException(detail=exc.detail) from exc
+        except ConflictError as exc:
+            raise UniquenessException(detail=exc.detail) from exc
+
+    def _check_version(
+        self, resource: str, resource_id: str, expected_version: str | None
+    ) -> None:
+        if expected_version is None:
+            return
+        if f'W/"{self.tenant.version(resource, resource_id)}"' != expected_version:
+            raise PreconditionFailedException(
+                detail=f"{resource} {resource_id} has changed"
+            )
+
+    def get(
+        self,
+        resource_type: ResourceType,
+        resource_id: str,
+        *,
+        response_parameters: ResponseParameters[Any] | None = None,
+    ) -> Resource[Any]:
+        """Return one resource, rendered by its response lambda."""
+        with self._errors():
+            doc = self.tenant.get(self._resource(resource_type), resource_id)
+            return self._model(resource_type, doc)
+
+    def search(
+        self,
+        resource_types: list[ResourceType],
+        search_request: SearchRequest[Any],
+        *,
+        position: Any = None,
+    ) -> SearchPage:
+        """Filter, sort and page the resources of ``resource_types``."""
+        resources: list[Any] = []
+        for resource_type in resource_types:
+            resource = self._resource(resource_type)
+            _, texts = self.tenant.search(resource, None, 1, None)
+            resources.extend(self._model(resource_type, json.loads(t)) for t in texts)
+
+        if search_request.filter is not None:
+            resources = [r for r in resources if search_request.filter.match(r)]
+        if search_request.sort_by is not None:
+            resources = search_request.sort(resources)
+        start = search_request.start_index_0 or 0
+        stop = search_request.stop_index_0
+        return SearchPage(total=len(resources), resources=resources[start:stop])
+
+    def create(
+        self, resource_type: ResourceType, resource: Resource[Any]
+    ) -> Resource[Any]:
+        """Create a resource through its request lambda."""
+        with self._errors():
+            doc = self.tenant.create(
+                self._resource(resource_type), self._dump(resource)
+            )
+            return self._model(resource_type, doc)
+
+    def update(
+        self,
+        resource_type: ResourceType,
+        resource: Resource[Any],
+        *,
+        expected_version: str | None = None,
+    ) -> Resource[Any]:
+        """Replace a resource through its request lambda."""
+        name = self._resource(resource_type)
+        with self._errors():
+            with self.tenant.store.write_lock:
+                self._check_version(name, str(resource.id), expected_version)
+                doc = self.tenant.replace(name, str(resource.id), self._dump(resource))
+            return self._model(resource_type, doc)
+
+    def delete(
+        self,
+        resource_type: ResourceType,
+        resource_id: str,
+        *,
+        expected_version: str | None = None,
+    ) -> None:
+        """Delete a resource."""
+        name = self._resource(resource_type)
+        with self._errors(), self.tenant.store.write_lock:
+            self._check_version(name, resource_id, expected_version)
+            self.tenant.delete(name, resource_id)

@@ -140,7 +140,7 @@ class TokenIssuer:
         ttl: int | None = None,
         scope: str | None = None,
     ) -> str:
-        """Sign a token for ``client`` carrying ``permissions`` (all granted if None)."""
+        """Sign a token for ``client`` with ``permissions`` (None: all granted)."""
         granted = sorted(client.permissions if permissions is None else permissions)
         now = int(self.clock().timestamp())
         server = self.server_entity_id

@@ -1,0 +1,86 @@
+"""The ``scimtools`` command: ``scimtools sandbox ...`` and ``scimtools demo ...``."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+
+def run_sandbox(args: argparse.Namespace) -> int:
+    """Serve the sandbox until Ctrl-C, printing its URLs and client ids."""
+    from scimtools.sandbox import Sandbox, SandboxConfig
+
+    config = SandboxConfig(latency=args.latency_ms / 1000)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+
+    with Sandbox(args.db, seed_dir=args.seed, port=args.port, config=config) as sb:
+        print(f"SCIM base URL:  {sb.base_url}")
+        print(f"Token endpoint: {sb.token_url}")
+        print(f"SCIM server entity: {sb.server_entity_id}")
+        for client in sb.clients.values():
+            line = f"client {client.name}: {client.client_id}"
+            if args.show_secrets:
+                line += f" secret {client.client_secret}"
+            print(line)
+        print("Press Ctrl-C to stop.", flush=True)
+        try:
+            while not stop.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+def run_demo(argv: Sequence[str]) -> int:
+    """Hand the arguments to ``scimtools.demo.build:main``."""
+    from scimtools.demo.build import main as demo_main
+
+    return int(demo_main(list(argv)) or 0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of the ``scimtools`` command."""
+    parser = argparse.ArgumentParser(prog="scimtools")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    sandbox = commands.add_parser(
+        "sandbox", help="serve a FusionAuth-compatible SCIM server on 127.0.0.1"
+    )
+    sandbox.add_argument("--db", required=True, help="SQLite file of the tenant")
+    sandbox.add_argument("--seed", help="directory holding tenant.json")
+    sandbox.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    sandbox.add_argument(
+        "--latency-ms", type=float, default=0.0, help="delay added per SCIM request"
+    )
+    sandbox.add_argument(
+        "--show-secrets", action="store_true", help="also print client secrets"
+    )
+
+    demo = commands.add_parser("demo", help="build the demo tenant", add_help=False)
+    demo.add_argument("demo_args", nargs=argparse.REMAINDER)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``scimtools`` command line.
+
+    Examples
+    --------
+    >>> build_parser().parse_args(["sandbox", "--db", "t.sqlite"]).port
+    0
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["demo"]:
+        return run_demo(argv[1:])
+    args = build_parser().parse_args(argv)
+    return run_sandbox(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
