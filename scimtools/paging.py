@@ -193,6 +193,7 @@ class _Exporter:
         self._echo_noted = False
         self._bar: Any = None
         self.empty_partitions: list[_Query] = []
+        self.latest_total: dict[str | None, int] = {}
 
     # -- one request ----------------------------------------------------------
 
@@ -206,6 +207,9 @@ class _Exporter:
         )
         with self._lock:
             self.requests += 1
+            if page.total_results is not None:
+                seen = self.latest_total.get(filter, 0)
+                self.latest_total[filter] = max(seen, page.total_results)
             got = len(page.resources)
             if (
                 page.items_per_page is not None
@@ -281,6 +285,17 @@ class _Exporter:
         results = self.map(lambda t: self.walk_range(t[1], t[2], t[0].filter), tasks)
         for (query, _, _), resources in zip(tasks, results, strict=True):
             query.resources.extend(resources)
+
+        # totalResults may grow while paging: walk on to the latest total.
+        for query in queries:
+            planned = query.first.total_results
+            latest = self.latest_total.get(query.filter)
+            if planned is None or latest is None or latest <= planned:
+                continue
+            self.note(f"totalResults grew from {planned} to {latest} while paging")
+            end = latest if self.window is None else min(latest, self.window)
+            if end > planned:
+                query.resources.extend(self.walk_range(planned + 1, end, query.filter))
 
     # -- partitions -----------------------------------------------------------
 
@@ -456,6 +471,8 @@ class _Exporter:
             self._bar.close()
             self._bar = None
 
+        if not partitions and expected is not None:
+            expected = self.latest_total.get(self.base_filter, expected)
         return self.assemble(queries, partitions, expected)
 
     def plan(
