@@ -1,4 +1,4 @@
-"""SCIMClient: typed errors, retries, discovery, PATCH; sandbox and stock scim2-server."""
+"""SCIMClient: typed errors, retries, discovery, PATCH; sandbox and scim2-server."""
 
 from __future__ import annotations
 
@@ -323,9 +323,10 @@ def test_requests_log_method_path_and_start_index_but_no_token(
 
 
 def test_list_page_refuses_to_reach_past_the_window() -> None:
-    with make_client(lambda r: httpx.Response(500)) as client:
-        with pytest.raises(ValueError, match="window"):
-            client.list_page("Users", start_index=9_950, count=100)
+    client = make_client(lambda r: httpx.Response(500))
+
+    with client, pytest.raises(ValueError, match="window"):
+        client.list_page("Users", start_index=9_950, count=100)
 
 
 def test_create_replace_delete_use_the_right_methods_and_bodies() -> None:
@@ -372,9 +373,10 @@ def test_patch_answered_204_is_read_again() -> None:
 
 
 def test_bad_resource_ids_are_refused() -> None:
-    with make_client(lambda r: httpx.Response(500)) as client:
-        with pytest.raises(ValueError, match="not a valid id"):
-            client.get("Users", "../Groups")
+    client = make_client(lambda r: httpx.Response(500))
+
+    with client, pytest.raises(ValueError, match="not a valid id"):
+        client.get("Users", "../Groups")
 
 
 # -- discovery --------------------------------------------------------------------
