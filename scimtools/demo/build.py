@@ -182,7 +182,9 @@ def build_demo(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``scimtools demo build``: build the demo tenant and print a summary.
+    """Run ``scimtools demo build [--db PATH]``: build the tenant, print a summary.
+
+    ``argv`` is what follows ``scimtools demo``, so it starts with ``build``.
 
     Examples
     --------
@@ -192,10 +194,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     SystemExit: 0
     """
     parser = argparse.ArgumentParser(
-        prog="scimtools demo build",
+        prog="scimtools demo",
         description="Build the demo tenant (a sandbox database) from invented "
         "people provisioned by Okta and Entra ID.",
     )
+    parser.add_argument("command", choices=["build"], help="what to do")
     parser.add_argument("--db", type=Path, default=DEFAULT_DB, help="SQLite file")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument("--people", type=int, default=12_000)
