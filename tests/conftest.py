@@ -51,6 +51,18 @@ def scim_client(sb: Sandbox, client: str = "okta", **kwargs: object) -> httpx.Cl
     )
 
 
+@pytest.fixture(scope="session")
+def client_for():  # noqa: ANN201
+    """Return scim_client, for tests that start their own sandbox."""
+    return scim_client
+
+
+@pytest.fixture(scope="session")
+def seed_dir() -> Path:
+    """The demo tenant seed directory, data/demo/."""
+    return SEED_DIR
+
+
 @pytest.fixture
 def okta(sandbox: Sandbox) -> Iterator[httpx.Client]:
     """An httpx client of the shared sandbox with okta's full token."""

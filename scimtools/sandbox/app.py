@@ -23,7 +23,7 @@ from werkzeug.wrappers import Request, Response
 from .config import SandboxConfig
 from .filters import FilterError, Query
 from .lambdas import LambdaError
-from .store import BASE_MARK, SandboxError, Tenant
+from .store import BASE_MARK, BadRequestError, SandboxError, Tenant
 from .tokens import OAuthError, TokenIssuer, TokenRejected
 
 __all__ = ["SCIM_PREFIX", "SandboxApp"]
@@ -159,6 +159,22 @@ class SandboxApp:
         except LambdaError as exc:
             logger.warning("lambda failed: %s", exc.slot)
             return self._error(500, exc.detail, base)
+        except Exception:
+            # FusionAuth's generic body for unexpected exceptions (#3307).
+            logger.exception("unexpected error on %s %s", request.method, path)
+            body = {
+                "fieldErrors": {},
+                "generalErrors": [
+                    {
+                        "code": "[Exception]",
+                        "message": "FusionAuth encountered an unexpected error."
+                        " Please review the troubleshooting guide found in the"
+                        " documentation for assistance and the available support"
+                        " channels.",
+                    }
+                ],
+            }
+            return self._json(500, json.dumps(body), base)
 
     def _token(self, request: Request) -> Response:
         if request.method != "POST":
@@ -256,7 +272,7 @@ class SandboxApp:
         try:
             return json.loads(request.get_data(as_text=True))
         except (ValueError, BadRequest) as exc:
-            raise SandboxError(
+            raise BadRequestError(
                 "Request failed, see errors for additional details.",
                 general_errors=[
                     {"code": "[invalid]", "message": "Your JSON was invalid"}

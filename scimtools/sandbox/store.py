@@ -353,6 +353,16 @@ class Tenant:
         self, db: sqlite3.Connection, user: dict[str, Any], user_id: str
     ) -> None:
         username, email = user.get("username"), user.get("email")
+        for field, value in (("username", username), ("email", email)):
+            if value is not None and not isinstance(value, str):
+                raise BadRequestError(
+                    "Request failed, see errors for additional details.",
+                    field_errors=_field_error(
+                        f"user.{field}",
+                        f"[invalid]user.{field}",
+                        f"The [user.{field}] property must be a string.",
+                    ),
+                )
         if not username and not email:
             raise BadRequestError(
                 "Request failed, see errors for additional details.",
