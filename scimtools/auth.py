@@ -466,7 +466,7 @@ def _ago(seconds: float) -> str:
         return f"{seconds / 86400:.0f} days"
     if seconds >= 7200:
         return f"{seconds / 3600:.0f} hours"
-    return f"{max(seconds, 0) / 60:.0f} minutes"
+    return f"{abs(seconds) / 60:.0f} minutes"
 
 
 def _claims(token: str) -> dict[str, Any]:
@@ -500,6 +500,10 @@ TokenSource = Any  # str, StaticTokenAuth, ClientCredentialsAuth or SCIMClient
 def _resolve_token(source: TokenSource) -> str:
     if isinstance(source, str):
         return source
+    # An expired static token can still be described: read it without the check.
+    auth = source if isinstance(source, StaticTokenAuth) else getattr(source, "auth", 0)
+    if isinstance(auth, StaticTokenAuth):
+        return auth._token
     for name in ("current_token",):
         method = getattr(source, name, None)
         if callable(method):
