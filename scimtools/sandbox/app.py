@@ -101,7 +101,8 @@ class SandboxApp:
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         request = Request(environ)
-        response = self.dispatch(request)
+        with self.tenant.store.session():
+            response = self.dispatch(request)
         return response(environ, start_response)
 
     # --- plumbing --------------------------------------------------------

@@ -194,6 +194,7 @@ class Store:
         self.path = str(path)
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
+        self._idle: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
         self.write_lock = threading.RLock()
 
@@ -205,15 +206,41 @@ class Store:
         """Return this thread's connection."""
         db = getattr(self._local, "db", None)
         if db is None:
-            db = sqlite3.connect(
-                self.path, timeout=30, isolation_level=None, check_same_thread=False
-            )
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
+            db = self._connect()
             self._local.db = db
-            with self._connections_lock:
-                self._connections.append(db)
         return db
+
+    def _connect(self) -> sqlite3.Connection:
+        with self._connections_lock:
+            if self._idle:
+                return self._idle.pop()
+        db = sqlite3.connect(
+            self.path, timeout=30, isolation_level=None, check_same_thread=False
+        )
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        with self._connections_lock:
+            self._connections.append(db)
+        return db
+
+    @contextmanager
+    def session(self) -> Iterator[None]:
+        """Lend this thread a pooled connection for one request, then take it back.
+
+        The HTTP server runs each request on a new thread; pooling saves opening
+        a connection per request.
+        """
+        if getattr(self._local, "db", None) is not None:
+            yield
+            return
+        db = self._connect()
+        self._local.db = db
+        try:
+            yield
+        finally:
+            self._local.db = None
+            with self._connections_lock:
+                self._idle.append(db)
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -248,6 +275,7 @@ class Store:
             for db in self._connections:
                 db.close()
             self._connections.clear()
+            self._idle.clear()
         self._local = threading.local()
 
 
@@ -506,6 +534,10 @@ class Tenant:
                 )
                 ids.append(user_id)
 
+        # Render now so that the first listing is served from the cache.
+        self._fill("User", ids)
+        if resource != "User":
+            self._fill(resource, ids)
         if render:
             return [self.get(resource, user_id) for user_id in ids]
         return ids
@@ -688,6 +720,7 @@ class Tenant:
                 self._save_members(db, group_id, members, instant)
                 ids.append(group_id)
 
+        self._fill("Group", ids)
         if render:
             return [self.get("Group", group_id) for group_id in ids]
         return ids

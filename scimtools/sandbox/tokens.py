@@ -128,6 +128,7 @@ class TokenIssuer:
         self.ttl = ttl
         self.clock = clock
         self.aud_as_array = aud_as_array
+        self._checked: dict[str, dict[str, Any]] = {}
 
     def __repr__(self) -> str:
         return f"TokenIssuer(issuer={self.issuer!r}, clients={sorted(self.clients)})"
@@ -269,6 +270,19 @@ class TokenIssuer:
         if not authorization or not authorization.lower().startswith("bearer "):
             raise TokenRejected("no bearer token")
         token = authorization[7:].strip()
+        claims = self._checked.get(token)
+        if claims is None:
+            claims = self._verify(token)
+        if claims["exp"] <= int(self.clock().timestamp()):
+            raise TokenRejected("expired")
+
+        granted = (claims.get("permissions") or {}).get(self.server_entity_id) or []
+        if permission is not None and permission not in granted:
+            raise TokenRejected(f"missing permission {permission}")
+        return str(claims["sub"])
+
+    def _verify(self, token: str) -> dict[str, Any]:
+        """Check signature and claims once; remember the claims of a good token."""
         try:
             claims = jwt.decode(
                 token,
@@ -302,7 +316,7 @@ class TokenIssuer:
         if not all(checks):
             raise TokenRejected("claims do not match the tenant")
 
-        granted = (claims.get("permissions") or {}).get(self.server_entity_id) or []
-        if permission is not None and permission not in granted:
-            raise TokenRejected(f"missing permission {permission}")
-        return str(claims["sub"])
+        if len(self._checked) > 1000:
+            self._checked.clear()
+        self._checked[token] = claims
+        return claims
