@@ -224,7 +224,8 @@ def read_path(resource: Mapping[str, Any], path: str) -> Any:
 
 
 def _parse_times(values: pd.Series) -> pd.Series:
-    return pd.to_datetime(values, utc=True, format="ISO8601", errors="coerce")
+    parsed = pd.to_datetime(values, utc=True, format="ISO8601", errors="coerce")
+    return parsed.dt.as_unit("ms")
 
 
 def _wide(resources: Iterable[Mapping[str, Any]], table: str) -> pd.DataFrame:
@@ -246,6 +247,14 @@ def _wide(resources: Iterable[Mapping[str, Any]], table: str) -> pd.DataFrame:
             frame[c.name] = _parse_times(frame[c.name])
         elif c.kind == "bool":
             frame[c.name] = frame[c.name].astype("boolean")
+        else:
+            frame[c.name] = frame[c.name].astype("str")
+    return frame
+
+
+def _as_strings(frame: pd.DataFrame, columns: Iterable[str]) -> pd.DataFrame:
+    for column in columns:
+        frame[column] = frame[column].astype("str")
     return frame
 
 
@@ -261,8 +270,10 @@ def users_frame(resources: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     -------
     pandas.DataFrame
         ``email`` and ``phone`` hold the primary values (see `emails_frame` for
-        all); ``created`` and ``last_modified`` are timezone-aware (UTC), parsed
-        with or without milliseconds; ``active`` is a nullable boolean.
+        all); text columns have pandas' ``str`` dtype (NaN when absent);
+        ``created`` and ``last_modified`` are timezone-aware (UTC, millisecond
+        unit), parsed with or without milliseconds; ``active`` is a nullable
+        boolean.
 
     Examples
     --------
@@ -310,7 +321,7 @@ def _long(resources: Iterable[Mapping[str, Any]], attribute: str) -> pd.DataFram
     ]
     frame = pd.DataFrame(rows, columns=list(VALUE_COLUMNS), dtype=object)
     frame["primary"] = frame["primary"].astype("boolean")
-    return frame
+    return _as_strings(frame, ["user_id", "value", "type", "display"])
 
 
 def emails_frame(resources: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
@@ -354,7 +365,8 @@ def memberships_frame(groups: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
         for group in groups
         for member in _multi(group, "members")
     ]
-    return pd.DataFrame(rows, columns=list(MEMBERSHIP_COLUMNS), dtype=object)
+    frame = pd.DataFrame(rows, columns=list(MEMBERSHIP_COLUMNS), dtype=object)
+    return _as_strings(frame, MEMBERSHIP_COLUMNS)
 
 
 def to_scim(row: Mapping[str, Any], *, table: str = "users") -> dict[str, Any]:
