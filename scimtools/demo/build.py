@@ -4,7 +4,8 @@ The two streams of :mod:`scimtools.demo.generate` are merged on ``seq`` and
 replayed in order, each request with its own IdP's token, through the sandbox's
 HTTP API. Only the lookup and create of people whom a single IdP provisions are
 loaded straight into storage (``Tenant.ingest_users``): no request order can
-change their outcome. Everything whose outcome depends on order goes over HTTP,
+change their outcome (they are loaded a day per batch, each batch created at its
+first request's time). Everything whose outcome depends on order goes over HTTP,
 so the conflicts of two SCIM clients on one tenant arise as FusionAuth would
 produce them: 409s when the other IdP took the userName or email first, a PUT of
 one IdP overwriting what the other created, groups of one name adopted or
@@ -367,6 +368,9 @@ class _Replay:
             return
 
         self.clock.set(record["at"])
+        logger.debug(
+            "%s %s %s %s", idp, request["method"], request["path"], record["seq"]
+        )
         response = self._exchange(idp, request)
         self.http_requests += 1
         try:

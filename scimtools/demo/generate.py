@@ -47,9 +47,12 @@ IdPs (merge the two files on it to get the replay order). Keys:
     placeholders: ``${user:KEY}`` / ``${group:KEY}`` for the tenant id the same
     IdP got back for its own ``KEY``, and ``${base}`` for the SCIM base URL.
 ``result``
-    added by the builder: ``{status, id, detail, via}`` with ``via`` ``http``,
+    added by the builder: ``{via, status, id, detail}``. ``via`` is ``http``,
     ``bulk`` or ``skipped`` (a ``when`` that did not hold, or a placeholder the
-    IdP cannot resolve because its create failed).
+    IdP cannot resolve because its create failed; ``detail`` then says which).
+    ``id`` is the resource id answered (for a lookup, the one found). For an
+    error, ``detail`` is ``{detail, codes}`` with FusionAuth's error codes, e.g.
+    ``[duplicate]user.email``.
 
 IdP views (``out/demo/idp-views/{okta,entra}.jsonl``)
 -----------------------------------------------------
@@ -78,9 +81,10 @@ What each IdP believes it provisioned, one record per user or group it manages:
     times of its first and last request about the resource.
 ``tenant_id``, ``outcome``, ``status``, ``error``
     added by the builder: the id the IdP got back (or null); ``created``,
-    ``matched`` (lookup found an existing resource), ``conflict`` (409) or
-    ``error``; the create's HTTP status; ``{status, detail}`` of the first
-    failed request, else null.
+    ``matched`` (the lookup found an existing resource, which the IdP adopted),
+    ``conflict`` (409) or ``error``; the HTTP status of the create (of the link
+    request after a match); ``{action, at, status, detail}`` of the first
+    request that failed or could not be sent, else null.
 ``failed``
     added by the builder: how many of its requests failed or were skipped.
 
