@@ -159,7 +159,7 @@ class SCIMClient:
         Known PATCH support; otherwise learned on the first PATCH.
     page_size : int, default 100
         ``count`` used by `export`.
-    max_workers : int, default 4
+    max_workers : int, default 8
         Concurrent page requests used by `export`.
     progress : bool, default True
         Show tqdm progress bars in `export`.
@@ -198,7 +198,7 @@ class SCIMClient:
         window: int | None = FUSIONAUTH_WINDOW,
         patch_supported: bool | None = None,
         page_size: int = 100,
-        max_workers: int = 4,
+        max_workers: int = 8,
         progress: bool = True,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,

@@ -328,6 +328,8 @@ class _Exporter:
         alphabet: list[str],
         leaves: list[_Query],
     ) -> None:
+        assert self.window is not None
+        window = self.window
         parent_total = parent_page.total_results or 0
         known = [n for n in (r.get(attribute) for r in parent_page.resources) if n]
         tried: list[str] = []
@@ -342,7 +344,7 @@ class _Exporter:
                 self.check_filtered(prefix, page, parent_total, known, attribute)
                 total = page.total_results or 0
                 covered += total
-                if total > self.window:
+                if total > window:
                     self.split_further(prefix, page, attribute, alphabet, leaves)
                 elif total:
                     leaves.append(_Query(flt, page, prefix))
@@ -367,7 +369,7 @@ class _Exporter:
                 )
                 return
             self.check_remainder(page, tried, attribute)
-            if remainder <= self.window:
+            if remainder <= window:
                 leaves.append(_Query(rest, page, None))
                 return
 

@@ -498,17 +498,18 @@ def test_connect_without_settings_starts_the_sandbox_and_says_so(
     assert isinstance(client.auth, ClientCredentialsAuth)
 
 
-def test_connect_to_the_real_sandbox_uses_the_auditor_grant(tmp_path: Path) -> None:
-    sandbox_module = pytest.importorskip("scimtools.sandbox")
-    seed = Path(__file__).resolve().parents[1] / "data" / "demo"
-    with sandbox_module.Sandbox(tmp_path / "t.sqlite", seed_dir=seed) as sb:
-        auditor = sb.clients["auditor"]
-        auth = ClientCredentialsAuth(
-            sb.token_url, auditor.client_id, auditor.client_secret, sb.server_entity_id
-        )
-        with SCIMClient(sb.base_url, auth=auth) as client:
-            missing = missing_permissions(client, ["export tenant", "patch users"])
-            frame = describe_token(client)
+def test_the_sandbox_auditor_may_export_but_not_patch(sandbox: Any) -> None:
+    auditor = sandbox.clients["auditor"]
+    auth = ClientCredentialsAuth(
+        sandbox.token_url,
+        auditor.client_id,
+        auditor.client_secret,
+        sandbox.server_entity_id,
+    )
+
+    with SCIMClient(sandbox.base_url, auth=auth) as client:
+        missing = missing_permissions(client, ["export tenant", "patch users"])
+        frame = describe_token(client)
 
     assert missing == {"patch users": ["scim:user:update"]}
     assert "scim:user:read" in frame["name"].tolist()

@@ -223,9 +223,8 @@ def test_export_tenant_collects_every_endpoint_and_the_run_metadata() -> None:
     assert export.enterprise_users.loc[0, "resource_type"] == "EnterpriseUser"
 
 
-def test_sandbox_tenant_exports_into_frames(tmp_path: Path) -> None:
-    sandbox_module = pytest.importorskip("scimtools.sandbox")
-    seed = Path(__file__).resolve().parents[1] / "data" / "demo"
+def test_sandbox_tenant_exports_into_frames(fresh_sandbox: Any) -> None:
+    sb = fresh_sandbox
     people = [
         {
             "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", ENTERPRISE],
@@ -237,13 +236,12 @@ def test_sandbox_tenant_exports_into_frames(tmp_path: Path) -> None:
         for i in range(12)
     ]
 
-    with sandbox_module.Sandbox(tmp_path / "t.sqlite", seed_dir=seed) as sb:
-        ids = sb.tenant.ingest_users(people, resource="EnterpriseUser")
-        token = sb.mint_token("auditor", ttl=30 * 86400)
-        with SCIMClient(sb.base_url, token=token, progress=False) as client:
-            group = {"displayName": "Ops", "members": [{"value": ids[0]}]}
-            sb.tenant.create("Group", group)
-            export = export_tenant(client)
+    ids = sb.tenant.ingest_users(people, resource="EnterpriseUser")
+    sb.tenant.create("Group", {"displayName": "Ops", "members": [{"value": ids[0]}]})
+    token = sb.mint_token("auditor", ttl=30 * 86400)
+
+    with SCIMClient(sb.base_url, token=token, progress=False) as client:
+        export = export_tenant(client)
 
     assert sorted(export.users["id"]) == sorted(ids)
     assert set(export.users["department"]) == {"Ops"}

@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 import re
 import threading
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -14,6 +13,7 @@ import pytest
 
 from scimtools import IncompleteExportError, SCIMClient, export_resources, iter_pages
 from scimtools.paging import partition_attribute, sw_filter
+from scimtools.sandbox import Sandbox, SandboxConfig
 
 BASE = "https://scim.example.com/api/scim/resource/v2"
 
@@ -369,24 +369,6 @@ def test_progress_bar_can_be_shown(capsys: pytest.CaptureFixture[str]) -> None:
 # -- integration: the sandbox --------------------------------------------------------
 
 
-@pytest.fixture
-def demo_sandbox(tmp_path: Path) -> Iterator[Any]:
-    """A sandbox with the demo seed and no users; skipped until it is importable."""
-    sandbox_module = pytest.importorskip("scimtools.sandbox")
-    seed = Path(__file__).resolve().parents[1] / "data" / "demo"
-    with sandbox_module.Sandbox(tmp_path / "tenant.sqlite", seed_dir=seed) as sb:
-        yield sb
-
-
-def _sandbox(tmp_path: Path, **config: Any) -> Any:
-    sandbox_module = pytest.importorskip("scimtools.sandbox")
-    seed = Path(__file__).resolve().parents[1] / "data" / "demo"
-    settings = sandbox_module.SandboxConfig(**config)
-    return sandbox_module.Sandbox(
-        tmp_path / "tenant.sqlite", seed_dir=seed, config=settings
-    )
-
-
 def _grant_client(sb: Any, **options: Any) -> SCIMClient:
     from scimtools import ClientCredentialsAuth
 
@@ -399,7 +381,7 @@ def _grant_client(sb: Any, **options: Any) -> SCIMClient:
 
 
 def test_sandbox_export_past_its_window_returns_every_user_once(
-    tmp_path: Path,
+    make_sandbox: Any,
 ) -> None:
     names = spread_names(560) + ["_under", "Zed", "9lives", "a"]
     people = [
@@ -411,13 +393,31 @@ def test_sandbox_export_past_its_window_returns_every_user_once(
         for i, name in enumerate(names)
     ]
 
-    with _sandbox(tmp_path, window=200) as sb:
-        sb.tenant.ingest_users(people)
-        with _grant_client(sb, window=200, page_size=50) as client:
-            result = export_resources(client, "Users")
-        stored = {row[0] for row in sb.store.db.execute("SELECT id FROM users")}
+    sb = make_sandbox(SandboxConfig(window=200))
+    sb.tenant.ingest_users(people)
+
+    with _grant_client(sb, window=200, page_size=50) as client:
+        result = export_resources(client, "Users")
+    stored = {row[0] for row in sb.store.db.execute("SELECT id FROM users")}
 
     assert result.complete
     assert sorted(r["id"] for r in result.resources) == sorted(stored)
     assert len(stored) == len(names)
     assert result.partitions
+
+
+@pytest.mark.slow
+def test_demo_tenant_export_returns_every_user_exactly_once() -> None:
+    from scimtools.config import demo_db_path
+
+    db_path = demo_db_path()
+    if not db_path.exists():
+        pytest.skip(f"no demo tenant at {db_path}; run `make demo` first")
+
+    with Sandbox(db_path) as sb, _grant_client(sb) as client:
+        result = export_resources(client, "Users")
+        stored = {row[0] for row in sb.store.db.execute("SELECT id FROM users")}
+
+    assert result.complete
+    assert len(result.resources) == len(stored)
+    assert {r["id"] for r in result.resources} == stored
