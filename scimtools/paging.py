@@ -214,6 +214,7 @@ class _Exporter:
             if (
                 page.items_per_page is not None
                 and page.items_per_page != got
+                and got
                 and not self._echo_noted
             ):
                 self._echo_noted = True
