@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -407,14 +409,18 @@ def test_sandbox_export_past_its_window_returns_every_user_once(
 
 
 @pytest.mark.slow
-def test_demo_tenant_export_returns_every_user_exactly_once() -> None:
+def test_demo_tenant_export_returns_every_user_exactly_once(tmp_path: Path) -> None:
     from scimtools.config import demo_db_path
 
     db_path = demo_db_path()
     if not db_path.exists():
         pytest.skip(f"no demo tenant at {db_path}; run `make demo` first")
+    # A consistent snapshot, so that a build running meanwhile cannot change it.
+    snapshot = tmp_path / "tenant.sqlite"
+    with sqlite3.connect(db_path) as source, sqlite3.connect(snapshot) as target:
+        source.backup(target)
 
-    with Sandbox(db_path) as sb, _grant_client(sb) as client:
+    with Sandbox(snapshot) as sb, _grant_client(sb) as client:
         result = export_resources(client, "Users")
         stored = {row[0] for row in sb.store.db.execute("SELECT id FROM users")}
 
