@@ -43,7 +43,7 @@ unit: $(VENV)/.installed-dev $(DEMO_DB)
 
 nbval: $(VENV)/.installed-dev $(DEMO_DB)
 	SCIMTOOLS_DEMO_DB=$(abspath $(DEMO_DB)) $(BIN)/pytest -p no:cacheprovider \
-		--nbval notebooks/ --sanitize-with notebooks/nbval-sanitize.cfg \
+		--nbval notebooks/ --nbval-sanitize-with notebooks/nbval-sanitize.cfg \
 		-o addopts="" -o testpaths=notebooks
 
 test: lint unit nbval

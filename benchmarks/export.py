@@ -88,14 +88,16 @@ def run(size: int, latency: float, workers: int, naive: bool) -> dict:
 
             if naive:
                 started = time.perf_counter()
-                seen = naive_export(sandbox.base_url, sandbox.mint_token("auditor"))
+                seen = naive_export(
+                    sandbox.base_url, sandbox.mint_token("auditor", ttl=3600)
+                )
                 elapsed = time.perf_counter() - started
                 assert seen == size, f"naive pager saw {seen} of {size}"
                 figures["naive_users_per_s"] = size / elapsed
 
             client = SCIMClient(
                 sandbox.base_url,
-                token=sandbox.mint_token("auditor"),
+                token=sandbox.mint_token("auditor", ttl=86400 * 30),
                 page_size=COUNT,
                 max_workers=workers,
                 progress=False,
