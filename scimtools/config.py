@@ -15,6 +15,8 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import sqlite3
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -165,6 +167,8 @@ def connect(
     settings: Settings | None = None,
     permissions: list[str] | None = None,
     allow_insecure_http: bool = False,
+    sandbox_client: str = "auditor",
+    sandbox_copy: bool = False,
     **client_options: Any,
 ) -> SCIMClient:
     """Return a `SCIMClient` for the configured server, or for the local sandbox.
@@ -187,6 +191,13 @@ def connect(
         Request exactly these permissions in the grant (default: all granted).
     allow_insecure_http : bool, default False
         Allow tokens over plain http to a host other than loopback.
+    sandbox_client : str, default "auditor"
+        Sandbox only: the SCIM client entity to authenticate as. ``auditor``
+        reads; ``migrator`` holds all 15 permissions; ``okta`` and ``entra``
+        are the demo's two IdPs.
+    sandbox_copy : bool, default False
+        Sandbox only: serve a throwaway copy of the demo tenant, so that
+        notebooks that write leave the demo tenant as it was.
     **client_options
         Passed to `SCIMClient` (``page_size``, ``max_workers``, ``progress``...).
 
@@ -203,7 +214,9 @@ def connect(
         settings = load_settings(env_file, environ=environ)
 
     if settings.mode == "sandbox":
-        return _connect_sandbox(environ, permissions, client_options)
+        return _connect_sandbox(
+            environ, permissions, client_options, sandbox_client, sandbox_copy
+        )
 
     if settings.mode == "static":
         assert settings.token and settings.base_url
@@ -242,6 +255,8 @@ def _connect_sandbox(
     environ: Mapping[str, str] | None,
     permissions: list[str] | None,
     client_options: dict[str, Any],
+    client_name: str = "auditor",
+    copy: bool = False,
 ) -> SCIMClient:
     # Imported here: the library never imports the sandbox or demo at module level.
     from scimtools.sandbox import Sandbox
@@ -253,6 +268,11 @@ def _connect_sandbox(
         db_path.parent.mkdir(parents=True, exist_ok=True)
         build_demo(db_path)
 
+    scratch = None
+    if copy:
+        scratch = tempfile.TemporaryDirectory(prefix="scimtools-sandbox-")
+        db_path = _copy_database(db_path, Path(scratch.name) / db_path.name)
+
     sandbox = Sandbox(db_path)
     running = sandbox.__enter__()
     stopped = False
@@ -262,14 +282,22 @@ def _connect_sandbox(
         if not stopped:
             stopped = True
             sandbox.__exit__(None, None, None)
+            if scratch is not None:
+                scratch.cleanup()
 
     atexit.register(stop)
     try:
-        auditor = running.clients["auditor"]
+        if client_name not in running.clients:
+            raise ConfigError(
+                f"the sandbox tenant has no SCIM client {client_name!r} (it has"
+                f" {', '.join(sorted(running.clients))}); rebuild the demo tenant"
+                " with `scimtools demo build` if it predates that client"
+            )
+        entity = running.clients[client_name]
         auth = ClientCredentialsAuth(
             running.token_url,
-            auditor.client_id,
-            auditor.client_secret,
+            entity.client_id,
+            entity.client_secret,
             running.server_entity_id,
             permissions=permissions,
         )
@@ -279,8 +307,18 @@ def _connect_sandbox(
         raise
     client.call_on_close(stop)
     # One visible line: the reader must know this is not their own tenant.
+    what = "a throwaway copy of the demo tenant" if copy else "the demo tenant"
     print(
         f"No SCIM server configured: using the local sandbox at {running.base_url}"
-        " with the demo tenant."
+        f" with {what}."
     )
     return client
+
+
+def _copy_database(source: Path, target: Path) -> Path:
+    """Copy a SQLite database consistently, WAL included, and return the copy."""
+    with sqlite3.connect(source) as src, sqlite3.connect(target) as dst:
+        src.backup(dst)
+    src.close()
+    dst.close()
+    return target
