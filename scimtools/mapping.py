@@ -1,0 +1,777 @@
+"""The tenant's SCIM lambdas as a model: what FusionAuth would keep of a payload.
+
+FusionAuth stores what its request lambda maps and serves what its response
+lambda renders; everything else in a SCIM payload is lost. `LambdaModel` runs a
+tenant's two user lambdas offline (in V8, through mini-racer, as FusionAuth
+does) to predict the stored view of each payload. `compare_resources` lines two
+payloads up attribute by attribute along SCIM paths with SCIM's rules:
+attribute names case-insensitive (RFC 7643 §2.1), canonical values such as
+``type`` compared without case, ``caseExact: false`` attributes such as
+``userName`` and email values equal up to case, multi-valued attributes matched
+by value and type rather than by position (RFC 7643 §2.4). `bench_lambda` is the
+bench: a side-by-side table of sent, stored and returned values.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from scimtools.frames import ENTERPRISE, USER_SCHEMA
+
+__all__ = [
+    "DEFAULT_LAMBDA_DIR",
+    "Difference",
+    "LambdaModel",
+    "compare_resources",
+    "flatten_resource",
+    "generic_path",
+    "load_lambdas",
+    "normalise_phone",
+    "same_phone",
+    "bench_lambda",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_LAMBDA_DIR = Path(__file__).resolve().parents[1] / "data" / "lambdas"
+
+_FILES = {
+    "User": ("scim-user-request.js", "scim-user-response.js"),
+    "EnterpriseUser": (
+        "scim-enterprise-user-request.js",
+        "scim-enterprise-user-response.js",
+    ),
+}
+_SLOTS = (
+    "userRequest",
+    "userResponse",
+    "enterpriseUserRequest",
+    "enterpriseUserResponse",
+    "groupRequest",
+    "groupResponse",
+)
+_NOOP = "function convert() {}"
+_BATCH = 2_000
+
+#: Statuses of a `Difference`, from sent to the other side.
+STATUSES = ("kept", "changed_form", "changed", "missing", "added")
+
+MULTI_VALUED = (
+    "emails",
+    "phoneNumbers",
+    "ims",
+    "photos",
+    "addresses",
+    "entitlements",
+    "roles",
+    "x509Certificates",
+    "groups",
+    "members",
+)
+_KNOWN = [
+    "id",
+    "externalId",
+    "userName",
+    "name",
+    "givenName",
+    "familyName",
+    "middleName",
+    "formatted",
+    "honorificPrefix",
+    "honorificSuffix",
+    "displayName",
+    "nickName",
+    "profileUrl",
+    "title",
+    "userType",
+    "preferredLanguage",
+    "locale",
+    "timezone",
+    "active",
+    "password",
+    "emails",
+    "phoneNumbers",
+    "ims",
+    "photos",
+    "addresses",
+    "entitlements",
+    "roles",
+    "x509Certificates",
+    "groups",
+    "members",
+    "value",
+    "type",
+    "primary",
+    "display",
+    "meta",
+    "schemas",
+    "employeeNumber",
+    "costCenter",
+    "organization",
+    "division",
+    "department",
+    "manager",
+    "managerId",
+    "$ref",
+    "streetAddress",
+    "locality",
+    "region",
+    "postalCode",
+    "country",
+]
+_CANONICAL = {name.lower(): name for name in _KNOWN} | {ENTERPRISE.lower(): ENTERPRISE}
+_IGNORED = ("id", "meta", "schemas", "password", "externalId", "groups")
+# RFC 7643 §4.1: caseExact false for these; a case-only change is one of form.
+_CASE_INSENSITIVE = ("userName", "emails.value")
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One attribute of a payload against the same attribute elsewhere.
+
+    Attributes
+    ----------
+    path : str
+        SCIM path, e.g. ``name.givenName``, ``emails[type eq "work"].value`` or
+        ``urn:…:enterprise:2.0:User:manager.value``.
+    status : str
+        ``kept`` (equal), ``changed_form`` (equal once normalised: case of a
+        caseExact-false value, phone format, a type, a boolean sent as text, a
+        manager sent as a bare string), ``changed``, ``missing`` (sent, absent
+        on the other side) or ``added`` (only on the other side).
+    sent, other : object
+        The two values (None when absent).
+    """
+
+    path: str
+    status: str
+    sent: Any
+    other: Any
+
+
+# -- lambdas ---------------------------------------------------------------------
+
+
+class LambdaModel:
+    """Run a tenant's user request and response lambdas on SCIM payloads.
+
+    Parameters
+    ----------
+    request_source, response_source : str
+        JavaScript defining ``function convert(user, options, scimUser)`` and
+        ``function convert(scimUser, user)``, FusionAuth's signatures.
+    resource : {"User", "EnterpriseUser"}
+        Which endpoint the lambdas serve; decides the ``schemas`` FusionAuth
+        fills in before the response lambda runs.
+    names : tuple of str, optional
+        Names of the two lambdas for error messages (the file names).
+    timeout : float
+        Seconds one payload may take.
+
+    Examples
+    --------
+    >>> model = load_lambdas()
+    >>> sent = {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+    ...         "userName": "ada", "title": "Countess",
+    ...         "emails": [{"value": "ada@example.com", "type": "home"}]}
+    >>> stored = model.predict([sent])[0]
+    >>> "title" in stored, "emails" in stored
+    (False, False)
+    >>> model.close()
+    """
+
+    def __init__(
+        self,
+        request_source: str,
+        response_source: str,
+        *,
+        resource: str = "User",
+        names: tuple[str, str] | None = None,
+        timeout: float = 1.0,
+    ) -> None:
+        if resource not in _FILES:
+            raise ValueError(
+                f"resource must be 'User' or 'EnterpriseUser', not {resource!r}"
+            )
+        self.resource = resource
+        self.request_source = request_source
+        self.response_source = response_source
+        self.names = names or ("request lambda", "response lambda")
+        self.timeout = timeout
+        self._lambdas: Any = None
+
+    @classmethod
+    def from_files(
+        cls,
+        request: str | Path,
+        response: str | Path,
+        *,
+        resource: str = "User",
+        timeout: float = 1.0,
+    ) -> LambdaModel:
+        """Load the two lambdas from JavaScript files (as exported from FusionAuth).
+
+        Raises
+        ------
+        FileNotFoundError
+            When a file does not exist; the message names it.
+        """
+        sources = []
+        for file in (Path(request), Path(response)):
+            if not file.is_file():
+                raise FileNotFoundError(
+                    f"lambda file {file} does not exist; export the tenant's SCIM"
+                    " lambdas from FusionAuth or use data/lambdas/"
+                )
+            sources.append(file.read_text(encoding="utf-8"))
+        return cls(
+            sources[0],
+            sources[1],
+            resource=resource,
+            names=(Path(request).name, Path(response).name),
+            timeout=timeout,
+        )
+
+    def _runner(self) -> Any:
+        if self._lambdas is None:
+            # The runner lives with the sandbox, the one package that imports
+            # mini-racer; imported here so that `import scimtools` stays light.
+            from scimtools.sandbox.lambdas import LambdaSet
+
+            sources = dict.fromkeys(_SLOTS, _NOOP)
+            sources["userRequest"] = self.request_source
+            sources["userResponse"] = self.response_source
+            names = dict.fromkeys(_SLOTS, "unused")
+            names["userRequest"], names["userResponse"] = self.names
+            self._lambdas = LambdaSet(sources, names=names, timeout=self.timeout)
+        return self._lambdas
+
+    def to_fusionauth(self, payloads: Sequence[Mapping[str, Any]]) -> list[dict]:
+        """Run the request lambda: SCIM payloads -> FusionAuth users.
+
+        ``active`` sent as the text ``"True"``/``"False"`` (Entra) is read as the
+        boolean first, as FusionAuth's JSON binding does.
+        """
+        runner = self._runner()
+        users: list[dict] = []
+
+        for start in range(0, len(payloads), _BATCH):
+            batch = [(_bind(p),) for p in payloads[start : start + _BATCH]]
+            users.extend(r["user"] for r in runner.run("userRequest", batch))
+        return users
+
+    def to_scim(
+        self,
+        users: Sequence[Mapping[str, Any]],
+        *,
+        prefill: Sequence[Mapping[str, Any]] | None = None,
+    ) -> list[dict]:
+        """Run the response lambda: FusionAuth users -> SCIM resources.
+
+        ``prefill`` holds what FusionAuth sets before the lambda runs (``id``,
+        ``externalId``); ``schemas`` and ``meta.resourceType`` are added here.
+        """
+        runner = self._runner()
+        schemas = [USER_SCHEMA] + ([ENTERPRISE] if self.resource != "User" else [])
+        out: list[dict] = []
+
+        for start in range(0, len(users), _BATCH):
+            batch = []
+            for offset, user in enumerate(users[start : start + _BATCH]):
+                scim: dict[str, Any] = {"schemas": list(schemas)}
+                if prefill is not None:
+                    scim.update({k: v for k, v in prefill[start + offset].items() if v})
+                scim["meta"] = {"resourceType": self.resource}
+                batch.append((scim, _stored(user)))
+            out.extend(_prune(r) for r in runner.run("userResponse", batch))
+        return out
+
+    def predict(self, payloads: Sequence[Mapping[str, Any]]) -> list[dict]:
+        """Return what FusionAuth would serve for each payload after storing it.
+
+        Raises
+        ------
+        scimtools.sandbox.LambdaError
+            When a lambda throws or runs longer than the timeout.
+        """
+        payloads = list(payloads)
+        users = self.to_fusionauth(payloads)
+        prefill = [
+            {"id": p.get("id"), "externalId": p.get("externalId")} for p in payloads
+        ]
+        return self.to_scim(users, prefill=prefill)
+
+    def close(self) -> None:
+        """Free the V8 isolate."""
+        if self._lambdas is not None:
+            self._lambdas.close()
+            self._lambdas = None
+
+    def __enter__(self) -> LambdaModel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def load_lambdas(
+    directory: str | Path | None = None,
+    *,
+    resource: str = "User",
+    request: str | None = None,
+    response: str | None = None,
+) -> LambdaModel:
+    """Load a tenant's user lambdas from a directory of JavaScript files.
+
+    Parameters
+    ----------
+    directory
+        Where the files are; default ``data/lambdas/`` (FusionAuth's defaults).
+    resource : {"User", "EnterpriseUser"}
+        Picks the default file names (``scim-user-request.js`` …).
+    request, response
+        Other file names inside ``directory``.
+    """
+    if resource not in _FILES:
+        raise ValueError(f"resource must be 'User' or 'EnterpriseUser', not {resource}")
+    folder = Path(directory) if directory is not None else DEFAULT_LAMBDA_DIR
+    default_request, default_response = _FILES[resource]
+    return LambdaModel.from_files(
+        folder / (request or default_request),
+        folder / (response or default_response),
+        resource=resource,
+    )
+
+
+def _bind(payload: Mapping[str, Any]) -> dict[str, Any]:
+    payload = _canonical_keys(payload)
+    active = payload.get("active")
+    if isinstance(active, str) and active.lower() in ("true", "false"):
+        payload["active"] = active.lower() == "true"
+    return payload
+
+
+def _stored(user: Mapping[str, Any]) -> dict[str, Any]:
+    # FusionAuth saves no nulls, no password, and a user is active by default.
+    stored = {k: v for k, v in user.items() if v is not None and k != "password"}
+    stored.setdefault("active", True)
+    return stored
+
+
+def _prune(doc: Mapping[str, Any]) -> dict[str, Any]:
+    pruned: dict[str, Any] = {}
+    for key, value in doc.items():
+        if isinstance(value, dict) and key != "meta":
+            value = {k: v for k, v in value.items() if v is not None}
+            if not value and not key.startswith("urn:"):
+                continue
+        if value is None or value == []:
+            continue
+        pruned[key] = value
+    return pruned
+
+
+def _canonical_keys(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {
+            _CANONICAL.get(str(k).lower(), k): _canonical_keys(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_canonical_keys(v) for v in value]
+    return value
+
+
+# -- phones ----------------------------------------------------------------------
+
+
+def normalise_phone(value: Any, *, region: str = "US") -> str | None:
+    """Return a phone number in E.164, or None when it does not parse.
+
+    ``tel:`` URIs (RFC 3966, which RFC 7643 §4.1.2 recommends) and national
+    formats are read; national numbers are read in ``region``.
+
+    Examples
+    --------
+    >>> normalise_phone("tel:+1-201-555-0123"), normalise_phone("(201) 555-0123")
+    ('+12015550123', '+12015550123')
+    >>> normalise_phone("call me") is None
+    True
+    """
+    import phonenumbers
+
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        number = phonenumbers.parse(value, region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_possible_number(number):
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def same_phone(a: Any, b: Any, *, region: str = "US") -> bool:
+    """Tell whether two phone values are the same number in any format.
+
+    Examples
+    --------
+    >>> same_phone("tel:+1-201-555-0123", "(201) 555-0123")
+    True
+    """
+    left = normalise_phone(a, region=region)
+    return left is not None and left == normalise_phone(b, region=region)
+
+
+# -- paths and comparison --------------------------------------------------------
+
+
+def generic_path(path: str) -> str:
+    """Drop value filters from a path: ``emails[type eq "work"].value`` ->
+    ``emails.value``.
+
+    Examples
+    --------
+    >>> generic_path('emails[type eq "work"].value')
+    'emails.value'
+    """
+    out, depth = [], 0
+    for char in path:
+        if char == "[":
+            depth += 1
+        elif char == "]":
+            depth -= 1
+        elif depth == 0:
+            out.append(char)
+    return "".join(out)
+
+
+def _item_key(attribute: str, item: Mapping[str, Any]) -> str:
+    kind = item.get("type")
+    if isinstance(kind, str) and kind:
+        return f'{attribute}[type eq "{kind.lower()}"]'
+    return f'{attribute}[value eq "{item.get("value")}"]'
+
+
+def _blank(value: Any) -> bool:
+    return value is None or value == "" or value == [] or value == {}
+
+
+def flatten_resource(
+    resource: Mapping[str, Any], *, ignore: Iterable[str] = _IGNORED
+) -> dict[str, Any]:
+    """Return a resource's leaf values keyed by SCIM path.
+
+    Attribute names are spelled canonically whatever their case; items of
+    multi-valued attributes are keyed by their ``type`` (lower case) or, when
+    untyped, their value; a bare-string enterprise manager is read as
+    ``manager.value``; blank values are left out.
+
+    Examples
+    --------
+    >>> flatten_resource({"UserName": "ada", "name": {"givenName": "Ada"},
+    ...                   "emails": [{"value": "a@x", "type": "Work"}]})
+    ... # doctest: +NORMALIZE_WHITESPACE
+    {'userName': 'ada', 'name.givenName': 'Ada',
+     'emails[type eq "work"].value': 'a@x', 'emails[type eq "work"].type': 'Work'}
+    """
+    ignored = set(ignore)
+    flat: dict[str, Any] = {}
+
+    def walk(node: Mapping[str, Any], prefix: str) -> None:
+        for raw_key, value in node.items():
+            key = _CANONICAL.get(str(raw_key).lower(), raw_key)
+            if not prefix and key in ignored or _blank(value):
+                continue
+            path = f"{prefix}{key}"
+            if key == ENTERPRISE and isinstance(value, Mapping):
+                walk(_manager_object(value), f"{ENTERPRISE}:")
+            elif key in MULTI_VALUED and isinstance(value, list):
+                for item in value:
+                    if isinstance(item, Mapping):
+                        walk(item, _item_key(path, item) + ".")
+                    elif not _blank(item):
+                        flat[f'{path}[value eq "{item}"].value'] = item
+            elif isinstance(value, Mapping):
+                walk(value, f"{path}.")
+            else:
+                flat[path] = value
+
+    walk(resource, "")
+    return flat
+
+
+def _manager_object(block: Mapping[str, Any]) -> dict[str, Any]:
+    block = dict(block)
+    manager = block.get("manager")
+    if isinstance(manager, str):
+        block["manager"] = {"value": manager}
+    return block
+
+
+def _manager_is_text(resource: Mapping[str, Any]) -> bool:
+    block = resource.get(ENTERPRISE)
+    return isinstance(block, Mapping) and isinstance(block.get("manager"), str)
+
+
+def _compare_values(path: str, sent: Any, other: Any) -> str:
+    if sent == other and type(sent) is type(other):
+        return "kept"
+    generic = generic_path(path)
+    if generic.endswith(".type") or generic.endswith(".primary"):
+        if str(sent).lower() == str(other).lower():
+            return "kept"
+        return "changed_form" if generic.endswith(".type") else "changed"
+    if isinstance(sent, bool) or isinstance(other, bool):
+        return "changed_form" if str(sent).lower() == str(other).lower() else "changed"
+    if isinstance(sent, str) and isinstance(other, str):
+        if generic in _CASE_INSENSITIVE and sent.lower() == other.lower():
+            return "changed_form"
+        if generic.startswith("phoneNumbers") and same_phone(sent, other):
+            return "changed_form"
+        if sent.strip() == other.strip():
+            return "changed_form"
+    if str(sent) == str(other):
+        return "changed_form"
+    return "changed"
+
+
+def _same_value(attribute: str, a: Any, b: Any) -> bool:
+    if a == b:
+        return True
+    if isinstance(a, str) and isinstance(b, str):
+        if a.lower() == b.lower():
+            return True
+        return attribute == "phoneNumbers" and same_phone(a, b)
+    return False
+
+
+def _match_items(
+    attribute: str, sent: list[Any], other: list[Any]
+) -> list[tuple[Any, Any]]:
+    """Pair items by value (and type), then by type; unmatched ones alone."""
+    sent = [s for s in sent if isinstance(s, Mapping)]
+    left = [o for o in other if isinstance(o, Mapping)]
+    pairs: list[tuple[Any, Any]] = []
+    unpaired = []
+
+    for item in sent:
+        candidates = [
+            o for o in left if _same_value(attribute, item.get("value"), o.get("value"))
+        ]
+        same_type = [
+            o
+            for o in candidates
+            if str(o.get("type", "")).lower() == str(item.get("type", "")).lower()
+        ]
+        match = (same_type or candidates or [None])[0]
+        if match is None:
+            unpaired.append(item)
+            continue
+        left.remove(match)
+        pairs.append((item, match))
+
+    for item in unpaired:
+        kind = str(item.get("type", "")).lower()
+        match = next(
+            (o for o in left if kind and str(o.get("type", "")).lower() == kind), None
+        )
+        if match is not None:
+            left.remove(match)
+        pairs.append((item, match))
+    pairs.extend((None, o) for o in left)
+    return pairs
+
+
+def compare_resources(
+    sent: Mapping[str, Any],
+    other: Mapping[str, Any] | None,
+    *,
+    ignore: Iterable[str] = _IGNORED,
+    unchanged: bool = True,
+) -> list[Difference]:
+    """Compare two SCIM resources attribute by attribute.
+
+    Parameters
+    ----------
+    sent
+        What a SCIM client sent (or believes the server holds).
+    other
+        The predicted or stored resource; None means absent (every attribute
+        is then ``missing``).
+    ignore
+        Top-level attributes left out: by default ``id``, ``meta``,
+        ``schemas``, ``password``, ``externalId`` (kept outside the user by
+        FusionAuth) and ``groups`` (read-only).
+    unchanged
+        Also return the ``kept`` attributes.
+
+    Returns
+    -------
+    list of Difference
+        Sorted by path. An item of a multi-valued attribute that has no match
+        on the other side gives one ``missing`` (or ``added``) entry, on its
+        ``value``.
+
+    Examples
+    --------
+    >>> a = {"emails": [{"value": "a@x", "type": "Work", "primary": True}]}
+    >>> b = {"emails": [{"value": "a@x", "type": "work", "primary": True}]}
+    >>> compare_resources(a, b, unchanged=False)
+    []
+    >>> [d.status for d in compare_resources({"active": "False"}, {"active": False})]
+    ['changed_form']
+    """
+    other = other or {}
+    ignored = tuple(ignore)
+    out: list[Difference] = []
+    sent_c, other_c = _canonical_keys(sent), _canonical_keys(other)
+
+    for attribute in MULTI_VALUED:
+        if attribute in ignored:
+            continue
+        items_s = sent_c.pop(attribute, None) or []
+        items_o = other_c.pop(attribute, None) or []
+        if not isinstance(items_s, list) or not isinstance(items_o, list):
+            continue
+        for item_s, item_o in _match_items(attribute, items_s, items_o):
+            key = _item_key(attribute, item_s if item_s is not None else item_o)
+            flat_s = flatten_resource(item_s or {}, ignore=())
+            flat_o = flatten_resource(item_o or {}, ignore=())
+            if item_o is None or item_s is None:
+                status = "missing" if item_o is None else "added"
+                value_s = (item_s or {}).get("value")
+                value_o = (item_o or {}).get("value")
+                out.append(Difference(f"{key}.value", status, value_s, value_o))
+                continue
+            out.extend(_compare_flat(flat_s, flat_o, f"{key}.", attribute))
+
+    flat_s = flatten_resource(sent_c, ignore=ignored)
+    flat_o = flatten_resource(other_c, ignore=ignored)
+    out.extend(_compare_flat(flat_s, flat_o, "", ""))
+    manager = f"{ENTERPRISE}:manager.value"
+    if _manager_is_text(sent_c) != _manager_is_text(other_c):
+        out = [
+            Difference(d.path, "changed_form", d.sent, d.other)
+            if d.path == manager and d.status == "kept"
+            else d
+            for d in out
+        ]
+
+    out.sort(key=lambda d: d.path)
+    return out if unchanged else [d for d in out if d.status != "kept"]
+
+
+def _compare_flat(
+    flat_s: Mapping[str, Any], flat_o: Mapping[str, Any], prefix: str, attribute: str
+) -> list[Difference]:
+    out = []
+    for key in list(flat_s) + [k for k in flat_o if k not in flat_s]:
+        path = prefix + key
+        value_s, value_o = flat_s.get(key), flat_o.get(key)
+        if key not in flat_o:
+            status = "missing"
+        elif key not in flat_s:
+            status = "added"
+        else:
+            status = _compare_values(path, value_s, value_o)
+        out.append(Difference(path, status, value_s, value_o))
+    return out
+
+
+# -- the test bench ----------------------------------------------------------------
+
+
+def bench_lambda(
+    model: LambdaModel,
+    payloads: Sequence[Mapping[str, Any]],
+    *,
+    labels: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Show, for each payload, what is sent, stored and returned, side by side.
+
+    Parameters
+    ----------
+    model
+        The lambdas to try (e.g. a corrected request lambda).
+    payloads
+        SCIM payloads as an IdP sends them.
+    labels
+        A name per payload (default ``payload 1``, ``payload 2`` …).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per payload and SCIM path: ``payload``, ``path``, ``sent``,
+        ``stored`` (the FusionAuth user field the path lands in, as
+        ``field=value``), ``returned`` and ``status`` (sent against returned,
+        see `Difference`).
+
+    Examples
+    --------
+    >>> with load_lambdas() as model:
+    ...     bench = bench_lambda(model, [{"userName": "ada", "title": "Countess"}])
+    >>> bench[["path", "sent", "returned", "status"]].values.tolist()
+    ... # doctest: +NORMALIZE_WHITESPACE
+    [['active', None, True, 'added'], ['title', 'Countess', None, 'missing'],
+     ['userName', 'ada', 'ada', 'kept']]
+    """
+    payloads = [dict(p) for p in payloads]
+    for payload in payloads:
+        payload.setdefault("schemas", [USER_SCHEMA])
+    labels = list(labels or [f"payload {i + 1}" for i in range(len(payloads))])
+    users = model.to_fusionauth(payloads)
+    prefill = [{"externalId": p.get("externalId")} for p in payloads]
+    returned = model.to_scim(users, prefill=prefill)
+    rows = []
+
+    for label, payload, user, scim in zip(
+        labels, payloads, users, returned, strict=True
+    ):
+        stored = _flat_user(user)
+        for diff in compare_resources(payload, scim):
+            rows.append(
+                {
+                    "payload": label,
+                    "path": diff.path,
+                    "sent": _show(diff.sent),
+                    "stored": _stored_field(stored, diff.sent, diff.other),
+                    "returned": _show(diff.other),
+                    "status": diff.status,
+                }
+            )
+    columns = ["payload", "path", "sent", "stored", "returned", "status"]
+    return pd.DataFrame(rows, columns=columns, dtype=object)
+
+
+def _flat_user(user: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in user.items():
+        if isinstance(value, Mapping):
+            flat.update(_flat_user(value, f"{prefix}{key}."))
+        elif not _blank(value) and key != "password":
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _stored_field(stored: Mapping[str, Any], sent: Any, returned: Any) -> Any:
+    for wanted in (returned, sent):
+        if _blank(wanted):
+            continue
+        for field, value in stored.items():
+            if value == wanted or str(value) == str(wanted):
+                return f"{field}={_show(value)}"
+    return None
+
+
+def _show(value: Any) -> Any:
+    if isinstance(value, dict | list):
+        return json.dumps(value, sort_keys=True)
+    return value
