@@ -49,7 +49,7 @@ nbval: $(VENV)/.installed-dev $(DEMO_DB)
 test: lint unit nbval
 
 lab: $(VENV)/.installed $(DEMO_DB)
-	SCIMTOOLS_DEMO_DB=$(abspath $(DEMO_DB)) $(BIN)/jupyter lab notebooks/
+	SCIMTOOLS_DEMO_DB=$(abspath $(DEMO_DB)) $(BIN)/scimtools lab
 
 bench: $(VENV)/.installed-dev
 	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

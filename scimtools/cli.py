@@ -37,6 +37,51 @@ def run_sandbox(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_lab(args: argparse.Namespace) -> int:
+    """Run JupyterLab on notebooks/ with a sandbox serving a copy of the demo tenant.
+
+    The sandbox runs in this process on 127.0.0.1; JupyterLab gets its URL and the
+    ``migrator`` client's credentials through the environment (never a file), so
+    ``scimtools.connect()`` in a notebook talks to it over HTTP like a real tenant.
+    Writes land in the copy (``--db``), not in the demo tenant.
+    """
+    import os
+    import shutil
+    import sqlite3
+    import subprocess
+    from pathlib import Path
+
+    from scimtools.config import demo_db_path
+    from scimtools.sandbox import Sandbox
+
+    demo = demo_db_path()
+    if not demo.exists():
+        print(f"{demo} does not exist; run `make demo` (or scimtools demo build).")
+        return 2
+    db = Path(args.db)
+    if args.fresh or not db.exists():
+        db.parent.mkdir(parents=True, exist_ok=True)
+        with sqlite3.connect(demo) as src, sqlite3.connect(db) as dst:
+            src.backup(dst)
+
+    with Sandbox(db, port=args.port) as sb:
+        migrator = sb.clients["migrator"]
+        env = dict(
+            os.environ,
+            FUSIONAUTH_URL=sb.url,
+            SCIM_CLIENT_ID=migrator.client_id,
+            SCIM_CLIENT_SECRET=migrator.client_secret,
+            SCIM_SERVER_ENTITY_ID=sb.server_entity_id,
+        )
+        print(f"Sandbox on {sb.base_url} serving {db} (a copy of the demo tenant)")
+        jupyter = shutil.which("jupyter", path=str(Path(sys.executable).parent))
+        command = [jupyter or "jupyter", "lab", *args.jupyter_args]
+        try:
+            return subprocess.call(command, env=env, cwd=args.notebooks)
+        except KeyboardInterrupt:
+            return 0
+
+
 def run_demo(argv: Sequence[str]) -> int:
     """Hand the arguments to ``scimtools.demo.build:main``."""
     from scimtools.demo.build import main as demo_main
@@ -62,6 +107,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--show-secrets", action="store_true", help="also print client secrets"
     )
 
+    lab = commands.add_parser(
+        "lab", help="JupyterLab on notebooks/ with the sandbox running"
+    )
+    lab.add_argument("--db", default="out/lab/tenant.sqlite", help="the lab's copy")
+    lab.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    lab.add_argument("--notebooks", default="notebooks", help="folder to open")
+    lab.add_argument("--fresh", action="store_true", help="copy the demo tenant again")
+    lab.add_argument("jupyter_args", nargs="*", help="passed to jupyter lab")
+
     demo = commands.add_parser("demo", help="build the demo tenant", add_help=False)
     demo.add_argument("demo_args", nargs=argparse.REMAINDER)
     return parser
@@ -79,6 +133,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["demo"]:
         return run_demo(argv[1:])
     args = build_parser().parse_args(argv)
+    if args.command == "lab":
+        return run_lab(args)
     return run_sandbox(args)
 
 
