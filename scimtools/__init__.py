@@ -1,5 +1,12 @@
 """Audit and migrate SCIM-provisioned FusionAuth tenants."""
 
+from scimtools.audit import (
+    FINDING_KINDS,
+    Audit,
+    audit_tenant,
+    fixes,
+    load_idp_views,
+)
 from scimtools.auth import (
     OPERATIONS,
     PERMISSIONS,
@@ -40,11 +47,18 @@ from scimtools.frames import (
     phones_frame,
     users_frame,
 )
+from scimtools.mapping import (
+    LambdaModel,
+    bench_lambda,
+    compare_resources,
+    load_lambdas,
+)
 from scimtools.paging import ExportResult, Partition, export_resources, iter_pages
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Audit",
     "BadRequestError",
     "COLUMNS",
     "Capabilities",
@@ -53,9 +67,11 @@ __all__ = [
     "ConflictError",
     "Export",
     "ExportResult",
+    "FINDING_KINDS",
     "ForbiddenError",
     "IncompleteExportError",
     "InsecureTransportError",
+    "LambdaModel",
     "MissingPermissionError",
     "NotFoundError",
     "OPERATIONS",
@@ -74,13 +90,19 @@ __all__ = [
     "TokenExpiredError",
     "TokenExpiresSoonWarning",
     "UnauthorizedError",
+    "audit_tenant",
+    "bench_lambda",
+    "compare_resources",
     "connect",
     "describe_token",
     "emails_frame",
     "export_resources",
     "export_tenant",
+    "fixes",
     "groups_frame",
     "iter_pages",
+    "load_idp_views",
+    "load_lambdas",
     "load_settings",
     "memberships_frame",
     "missing_permissions",

@@ -1,0 +1,1124 @@
+"""Audit a tenant: what each IdP sent against what the tenant kept, and why.
+
+Two families of findings go into one DataFrame (`FINDING_COLUMNS`):
+
+Mapping findings, per user, attribute and SCIM client, from what the client sent
+(an IdP view), what the tenant's lambdas keep of it (`scimtools.mapping`) and
+what the tenant holds:
+
+``dropped_by_lambda``
+    the lambdas do not keep the attribute (fix the lambda);
+``lost_although_mapped``
+    the lambdas keep it, the tenant holds something else or nothing: a later
+    write, another SCIM client, a manual edit (fix the data);
+``changed_in_form``
+    the tenant holds the same value in another form: a phone format, a type,
+    the case of an email, a boolean sent as text (nothing to fix);
+``missing_on_tenant``
+    the client provisioned the user or group, the tenant has no such resource;
+``present_only_on_tenant``
+    the tenant holds a value (or a user) this client never sent.
+
+Data-quality findings on the tenant (and on what was sent): duplicate userNames
+and emails compared without case, users without an email, emails sent with no
+primary or two, invalid email syntax (email-validator), phone numbers that do not
+parse (phonenumbers), blank name parts, the enterprise manager as a bare string,
+inactive users still in groups, group members that do not exist, empty groups
+and groups above 100 members.
+
+Each finding carries a stable ``finding_id`` and the fix it calls for as data:
+``fix`` (``lambda``, ``data`` or ``none``), ``fix_path`` and ``fix_value`` (the
+value wanted, JSON text); `fixes` decodes them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from scimtools.frames import ENTERPRISE, to_scim
+from scimtools.mapping import (
+    LambdaModel,
+    compare_resources,
+    generic_path,
+    load_lambdas,
+    normalise_phone,
+)
+
+if TYPE_CHECKING:
+    from scimtools.frames import Export
+
+__all__ = [
+    "FINDING_COLUMNS",
+    "FINDING_KINDS",
+    "Audit",
+    "audit_tenant",
+    "fixes",
+    "load_idp_views",
+    "mapping_findings",
+    "quality_findings",
+    "tenant_resources",
+]
+
+logger = logging.getLogger(__name__)
+
+FINDING_COLUMNS = (
+    "finding_id",
+    "kind",
+    "category",
+    "severity",
+    "resource_type",
+    "resource_id",
+    "client",
+    "client_key",
+    "attribute",
+    "sent",
+    "kept",
+    "expected",
+    "fix",
+    "fix_path",
+    "fix_value",
+    "explanation",
+)
+"""Columns of the findings DataFrame, in order."""
+
+MAPPING_KINDS = (
+    "dropped_by_lambda",
+    "lost_although_mapped",
+    "changed_in_form",
+    "missing_on_tenant",
+    "present_only_on_tenant",
+)
+QUALITY_KINDS = (
+    "duplicate_user_name",
+    "duplicate_email",
+    "user_without_email",
+    "email_without_primary",
+    "two_primary_emails",
+    "invalid_email",
+    "invalid_phone",
+    "blank_name_part",
+    "manager_not_object",
+    "inactive_in_group",
+    "member_not_found",
+    "empty_group",
+    "group_over_100",
+)
+FINDING_KINDS = MAPPING_KINDS + QUALITY_KINDS
+"""Every kind of finding: the mapping kinds, then the data-quality kinds."""
+
+_SEVERITY_ORDER = {"high": 0, "medium": 1, "low": 2}
+_HIGH = ("userName", "emails.value", "active")
+_MEDIUM = (
+    "name.givenName",
+    "name.familyName",
+    "phoneNumbers.value",
+    f"{ENTERPRISE}:manager.value",
+    f"{ENTERPRISE}:employeeNumber",
+)
+_NAME_PARTS = ("givenName", "familyName")
+GROUP_LIMIT = 100
+
+
+@dataclass
+class Audit:
+    """The findings of an audit and the survival of each attribute per client.
+
+    Attributes
+    ----------
+    findings : pandas.DataFrame
+        One row per finding, columns `FINDING_COLUMNS`, sorted by severity,
+        kind and finding_id.
+    survival : pandas.DataFrame
+        Per ``client`` and ``attribute`` (filters dropped, e.g.
+        ``emails.value``): ``sent`` (users whose client sent it), ``kept``
+        (the tenant holds it, possibly in another form), ``changed_in_form``,
+        ``dropped`` (by the lambda) and ``lost`` (mapped, yet not on the
+        tenant).
+    """
+
+    findings: pd.DataFrame
+    survival: pd.DataFrame
+
+    def counts(self) -> pd.Series:
+        """Return the number of findings per kind, in `FINDING_KINDS` order."""
+        counts = self.findings["kind"].value_counts()
+        kinds = [k for k in FINDING_KINDS if k in counts.index]
+        return counts.reindex(kinds).rename("findings")
+
+    def summary(self) -> pd.DataFrame:
+        """Return the survival table with ``share_kept`` and ``share_lost``.
+
+        ``share_lost`` counts what the lambda dropped and what was lost
+        although mapped.
+        """
+        table = self.survival.copy()
+        sent = table["sent"].where(table["sent"] > 0)
+        table["share_kept"] = (table["kept"] / sent).round(3)
+        table["share_lost"] = ((table["dropped"] + table["lost"]) / sent).round(3)
+        return table
+
+    def to_csv(self, path: str | Path) -> Path:
+        """Write the findings to a CSV file (UTF-8, header, no index)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.findings.to_csv(path, index=False)
+        return path
+
+    def to_html(
+        self,
+        path: str | Path,
+        *,
+        title: str = "SCIM mapping audit",
+        max_rows: int = 2_000,
+    ) -> Path:
+        """Write a self-contained HTML report: counts, survival, findings.
+
+        The page has no scripts and no external files; the findings table
+        shows the first ``max_rows`` findings by severity (the CSV has all).
+        """
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(_render_html(self, title, max_rows), encoding="utf-8")
+        return path
+
+
+# -- inputs ------------------------------------------------------------------------
+
+
+def load_idp_views(directory: str | Path | None = None) -> list[dict[str, Any]]:
+    """Read the IdP views (``*.jsonl``) kept beside the demo tenant.
+
+    Each record says what one SCIM client believes it provisioned (see
+    `scimtools.demo.generate`); an IdP export can be given in the same shape:
+    ``kind`` (``user``/``group``), ``idp``, ``key``, ``profile`` (the SCIM
+    resource sent) and, if known, ``tenant_id``; groups carry ``displayName``
+    and ``members`` (the keys of their users).
+
+    Raises
+    ------
+    FileNotFoundError
+        When the directory has no ``.jsonl`` file.
+    """
+    if directory is None:
+        from scimtools.config import demo_db_path
+
+        directory = demo_db_path().parent / "idp-views"
+    files = sorted(Path(directory).glob("*.jsonl"))
+    if not files:
+        raise FileNotFoundError(
+            f"no IdP views (*.jsonl) in {directory}; build the demo tenant with"
+            " `scimtools demo build` or pass the folder of an IdP export"
+        )
+    views = []
+    for file in files:
+        with file.open(encoding="utf-8") as handle:
+            views.extend(json.loads(line) for line in handle if line.strip())
+    logger.info("Read %d IdP view records from %d files", len(views), len(files))
+    return views
+
+
+def tenant_resources(export: Export) -> tuple[list[dict], list[dict]]:
+    """Rebuild SCIM Users and Groups from an `Export`'s DataFrames.
+
+    Every email and phone number comes from the long tables. A manager kept
+    as a bare string does not survive the wide table; audit raw resources
+    (`scimtools.export_resources`) to see it.
+    """
+    emails = _values_by_user(export.emails)
+    phones = _values_by_user(export.phones)
+    users = []
+
+    for row in export.users.to_dict("records"):
+        resource = to_scim(row)
+        resource["id"] = row["id"]
+        resource.pop("emails", None)
+        resource.pop("phoneNumbers", None)
+        if emails.get(row["id"]):
+            resource["emails"] = emails[row["id"]]
+        if phones.get(row["id"]):
+            resource["phoneNumbers"] = phones[row["id"]]
+        users.append(resource)
+
+    members: dict[str, list[dict]] = defaultdict(list)
+    for row in export.memberships.to_dict("records"):
+        members[row["group_id"]].append({"value": row["user_id"]})
+    groups = [
+        {
+            "id": row["id"],
+            "displayName": _text(row.get("display_name")),
+            "members": members.get(row["id"], []),
+        }
+        for row in export.groups.to_dict("records")
+    ]
+    return users, groups
+
+
+def _text(value: Any) -> Any:
+    return (
+        None
+        if value is None or (isinstance(value, float) and value != value)
+        else value
+    )
+
+
+def _values_by_user(frame: pd.DataFrame) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = defaultdict(list)
+    for row in frame.to_dict("records"):
+        item = {"value": _text(row["value"]), "type": _text(row["type"])}
+        if row["primary"] is True:
+            item["primary"] = True
+        out[row["user_id"]].append({k: v for k, v in item.items() if v is not None})
+    return out
+
+
+# -- findings ------------------------------------------------------------------------
+
+
+def _finding_id(*parts: Any) -> str:
+    text = "|".join("" if p is None else str(p) for p in parts)
+    return "F" + hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+def _json(value: Any) -> str | None:
+    if value is None:
+        return None
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def _show(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    return _json(value)
+
+
+def _severity(attribute: str) -> str:
+    generic = generic_path(attribute)
+    if generic in _HIGH:
+        return "high"
+    return "medium" if generic in _MEDIUM else "low"
+
+
+def _finding(
+    kind: str,
+    *,
+    resource_type: str,
+    resource_id: str | None,
+    attribute: str,
+    explanation: str,
+    client: str | None = None,
+    client_key: str | None = None,
+    sent: Any = None,
+    kept: Any = None,
+    expected: Any = None,
+    fix: str = "none",
+    fix_value: Any = None,
+    severity: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "finding_id": _finding_id(
+            kind, resource_type, resource_id, client, client_key, attribute
+        ),
+        "kind": kind,
+        "category": "mapping" if kind in MAPPING_KINDS else "data_quality",
+        "severity": severity or _severity(attribute),
+        "resource_type": resource_type,
+        "resource_id": resource_id,
+        "client": client,
+        "client_key": client_key,
+        "attribute": attribute,
+        "sent": _show(sent),
+        "kept": _show(kept),
+        "expected": _show(expected),
+        "fix": fix,
+        "fix_path": attribute if fix != "none" else None,
+        "fix_value": _json(fix_value) if fix != "none" else None,
+        "explanation": explanation,
+    }
+
+
+def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=list(FINDING_COLUMNS), dtype=object)
+    if frame.empty:
+        return frame.astype("str")
+    frame["_order"] = frame["severity"].map(_SEVERITY_ORDER)
+    frame["_kind"] = frame["kind"].map(FINDING_KINDS.index)
+    frame = frame.sort_values(["_order", "_kind", "finding_id"], kind="stable")
+    frame = frame.drop(columns=["_order", "_kind"]).reset_index(drop=True)
+    return frame.astype("str").where(frame.notna(), None)
+
+
+def _user_views(views: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    return [
+        v
+        for v in views
+        if v.get("kind", "user") == "user" and isinstance(v.get("profile"), Mapping)
+    ]
+
+
+def _match_tenant(
+    views: Sequence[Mapping[str, Any]], users: Mapping[str, Mapping[str, Any]]
+) -> list[str | None]:
+    by_external: dict[str, str] = {}
+    by_name: dict[str, str] = {}
+    for user_id, user in users.items():
+        if user.get("externalId"):
+            by_external.setdefault(str(user["externalId"]), user_id)
+        if isinstance(user.get("userName"), str):
+            by_name.setdefault(user["userName"].lower(), user_id)
+
+    matched = []
+    for view in views:
+        if "tenant_id" in view:
+            tenant_id = view.get("tenant_id")
+            matched.append(tenant_id if tenant_id in users else None)
+            continue
+        profile = view["profile"]
+        found = by_external.get(str(profile.get("externalId")))
+        if found is None and isinstance(profile.get("userName"), str):
+            found = by_name.get(profile["userName"].lower())
+        matched.append(found)
+    return matched
+
+
+def mapping_findings(
+    views: Iterable[Mapping[str, Any]],
+    users: Iterable[Mapping[str, Any]],
+    *,
+    lambdas: LambdaModel | None = None,
+    groups: Iterable[Mapping[str, Any]] = (),
+) -> tuple[list[dict[str, Any]], pd.DataFrame]:
+    """Compare what each client sent with the lambdas' prediction and the tenant.
+
+    Parameters
+    ----------
+    views
+        IdP view records (`load_idp_views`).
+    users
+        The tenant's SCIM Users.
+    lambdas
+        The tenant's user lambdas; default FusionAuth's (`load_lambdas`).
+    groups
+        The tenant's Groups, to find the groups a client pushed that are
+        missing.
+
+    Returns
+    -------
+    (list of dict, pandas.DataFrame)
+        The finding records and the survival table (see `Audit`).
+    """
+    views = list(views)
+    user_views = _user_views(views)
+    tenant = {u["id"]: u for u in users if u.get("id")}
+    own_model = lambdas is None
+    model = lambdas or load_lambdas()
+    try:
+        predicted = model.predict([v["profile"] for v in user_views])
+    finally:
+        if own_model:
+            model.close()
+
+    matched = _match_tenant(user_views, tenant)
+    rows: list[dict[str, Any]] = []
+    survival: dict[tuple[str, str], dict[str, int]] = defaultdict(
+        lambda: dict.fromkeys(("sent", "kept", "changed_in_form", "dropped", "lost"), 0)
+    )
+
+    for view, prediction, tenant_id in zip(user_views, predicted, matched, strict=True):
+        client, key = view.get("idp"), view.get("key")
+        sent = view["profile"]
+        common = {
+            "resource_type": "User",
+            "resource_id": tenant_id,
+            "client": client,
+            "client_key": key,
+        }
+        stored = tenant.get(tenant_id) if tenant_id else None
+        by_prediction = {
+            d.path: d for d in compare_resources(sent, prediction) if d.sent is not None
+        }
+        if stored is None:
+            rows.append(
+                _finding(
+                    "missing_on_tenant",
+                    attribute="id",
+                    severity="high",
+                    sent=sent.get("userName"),
+                    fix="data",
+                    fix_value=prediction,
+                    explanation=f"{client} provisioned {sent.get('userName')!r}"
+                    " but the tenant has no such user"
+                    + _error_note(view)
+                    + "; create it (or link the client to the existing user).",
+                    **common,
+                )
+            )
+        by_tenant = (
+            {d.path: d for d in compare_resources(sent, stored)} if stored else {}
+        )
+
+        for path, diff in sorted(by_prediction.items()):
+            counter = survival[(client, generic_path(path))]
+            counter["sent"] += 1
+            if diff.status in ("missing", "changed"):
+                counter["dropped"] += 1
+                rows.append(
+                    _finding(
+                        "dropped_by_lambda",
+                        attribute=path,
+                        sent=diff.sent,
+                        kept=diff.other,
+                        expected=diff.other,
+                        fix="lambda",
+                        fix_value=diff.sent,
+                        explanation=f"The lambdas do not keep {path} as {client}"
+                        f" sends it ({_quote(diff.sent)}"
+                        + (
+                            ")"
+                            if diff.other is None
+                            else f" becomes {_quote(diff.other)})"
+                        )
+                        + "; map it in the request and response lambdas.",
+                        **common,
+                    )
+                )
+                continue
+            if stored is None:
+                continue
+            actual = by_tenant.get(path)
+            if actual is None or actual.status in ("missing", "changed"):
+                counter["lost"] += 1
+                kept = None if actual is None else actual.other
+                rows.append(
+                    _finding(
+                        "lost_although_mapped",
+                        attribute=path,
+                        sent=diff.sent,
+                        kept=kept,
+                        expected=diff.other,
+                        fix="data",
+                        fix_value=diff.other,
+                        explanation=f"The lambdas keep {path}, but the tenant holds"
+                        f" {_quote(kept)} where {client} sent {_quote(diff.sent)}:"
+                        " a later write, another SCIM client or a manual edit;"
+                        " write the value again.",
+                        **common,
+                    )
+                )
+                continue
+            counter["kept"] += 1
+            if actual.status == "changed_form":
+                counter["changed_in_form"] += 1
+                rows.append(
+                    _finding(
+                        "changed_in_form",
+                        attribute=path,
+                        sent=diff.sent,
+                        kept=actual.other,
+                        expected=diff.other,
+                        severity="low",
+                        explanation=f"{path} is kept in another form:"
+                        f" {_quote(diff.sent)} was sent, {_quote(actual.other)} is"
+                        " stored; the same value, nothing to fix.",
+                        **common,
+                    )
+                )
+
+        if stored is None:
+            continue
+        predicted_paths = {
+            d.path for d in compare_resources(sent, prediction) if d.other is not None
+        }
+        for path, diff in sorted(by_tenant.items()):
+            if diff.status != "added" or path in predicted_paths:
+                continue
+            rows.append(
+                _finding(
+                    "present_only_on_tenant",
+                    attribute=path,
+                    kept=diff.other,
+                    severity="low",
+                    explanation=f"The tenant holds {path} = {_quote(diff.other)},"
+                    f" which {client} never sent: another SCIM client or a manual"
+                    " edit wrote it.",
+                    **common,
+                )
+            )
+
+    rows.extend(_unclaimed_users(tenant, matched))
+    rows.extend(_group_mapping(views, groups))
+    table = pd.DataFrame(
+        [{"client": c, "attribute": a, **n} for (c, a), n in survival.items()],
+        columns=["client", "attribute", "sent", "kept", "changed_in_form", "dropped"]
+        + ["lost"],
+    )
+    table = table.sort_values(["client", "attribute"]).reset_index(drop=True)
+    logger.info("Mapping audit: %d users, %d findings", len(user_views), len(rows))
+    return rows, table
+
+
+def _error_note(view: Mapping[str, Any]) -> str:
+    error = view.get("error")
+    if isinstance(error, Mapping) and error.get("status"):
+        return f" (its {error.get('action', 'request')} answered {error['status']})"
+    return ""
+
+
+def _quote(value: Any) -> str:
+    return "nothing" if value is None else repr(value)
+
+
+def _unclaimed_users(
+    tenant: Mapping[str, Mapping[str, Any]], matched: Sequence[str | None]
+) -> list[dict[str, Any]]:
+    claimed = set(matched)
+    return [
+        _finding(
+            "present_only_on_tenant",
+            resource_type="User",
+            resource_id=user_id,
+            attribute="id",
+            kept=user.get("userName"),
+            severity="medium",
+            explanation=f"No SCIM client claims user {user.get('userName')!r}:"
+            " created by hand or by a client not audited here.",
+        )
+        for user_id, user in sorted(tenant.items())
+        if user_id not in claimed
+    ]
+
+
+def _group_mapping(
+    views: Sequence[Mapping[str, Any]], groups: Iterable[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    groups = {g["id"]: g for g in groups if g.get("id")}
+    if not groups:
+        return []
+    rows = []
+    for view in views:
+        if view.get("kind") != "group":
+            continue
+        tenant_id = view.get("tenant_id")
+        if tenant_id in groups:
+            continue
+        rows.append(
+            _finding(
+                "missing_on_tenant",
+                resource_type="Group",
+                resource_id=tenant_id,
+                client=view.get("idp"),
+                client_key=view.get("key"),
+                attribute="id",
+                severity="high",
+                sent=view.get("displayName"),
+                fix="data",
+                fix_value={"displayName": view.get("displayName")},
+                explanation=f"{view.get('idp')} pushes group"
+                f" {view.get('displayName')!r}, which the tenant does not have"
+                + _error_note(view)
+                + ".",
+            )
+        )
+    return rows
+
+
+# -- data quality ----------------------------------------------------------------------
+
+
+def quality_findings(
+    users: Iterable[Mapping[str, Any]],
+    groups: Iterable[Mapping[str, Any]] = (),
+    *,
+    views: Iterable[Mapping[str, Any]] = (),
+    region: str = "US",
+) -> list[dict[str, Any]]:
+    """Check the tenant's data (and what the clients sent) for known troubles.
+
+    Parameters
+    ----------
+    users, groups
+        The tenant's SCIM resources.
+    views
+        IdP views, for what FusionAuth cannot show: emails sent with no primary
+        or two, and the email a user without one should have.
+    region
+        Region for phone numbers written without a country code.
+
+    Returns
+    -------
+    list of dict
+        Finding records (see `FINDING_COLUMNS`).
+    """
+    users = [u for u in users if u.get("id")]
+    groups = [g for g in groups if g.get("id")]
+    user_views = _user_views(views)
+    sent_email = _sent_emails(user_views)
+    rows: list[dict[str, Any]] = []
+
+    rows += _duplicates(users, "userName", lambda u: [u.get("userName")])
+    rows += _duplicates(
+        users, "emails.value", lambda u: [e.get("value") for e in _items(u, "emails")]
+    )
+    for user in users:
+        rows += _user_quality(user, sent_email.get(user["id"]), region)
+    for view in user_views:
+        rows += _sent_email_quality(view)
+    rows += _group_quality(users, groups)
+    logger.info(
+        "Data-quality audit: %d users, %d groups, %d findings",
+        len(users),
+        len(groups),
+        len(rows),
+    )
+    return rows
+
+
+def _items(resource: Mapping[str, Any], attribute: str) -> list[Mapping[str, Any]]:
+    values = resource.get(attribute)
+    return (
+        [v for v in values if isinstance(v, Mapping)]
+        if isinstance(values, list)
+        else []
+    )
+
+
+def _sent_emails(views: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    wanted: dict[str, str] = {}
+    for view in views:
+        emails = _items(view["profile"], "emails")
+        if view.get("tenant_id") and emails:
+            primary = [e for e in emails if e.get("primary") is True] or emails
+            wanted.setdefault(view["tenant_id"], primary[0].get("value"))
+    return wanted
+
+
+def _duplicates(
+    users: Sequence[Mapping[str, Any]], attribute: str, values: Any
+) -> list[dict[str, Any]]:
+    holders: dict[str, set[str]] = defaultdict(set)
+    spelled: dict[tuple[str, str], str] = {}
+    for user in users:
+        for value in values(user):
+            if isinstance(value, str) and value:
+                holders[value.casefold()].add(user["id"])
+                spelled[(value.casefold(), user["id"])] = value
+
+    kind = "duplicate_user_name" if attribute == "userName" else "duplicate_email"
+    rows = []
+    for folded, ids in sorted(holders.items()):
+        if len(ids) < 2:
+            continue
+        for user_id in sorted(ids):
+            others = sorted(spelled[(folded, i)] for i in ids if i != user_id)
+            rows.append(
+                _finding(
+                    kind,
+                    resource_type="User",
+                    resource_id=user_id,
+                    attribute=attribute,
+                    kept=spelled[(folded, user_id)],
+                    severity="high",
+                    fix="data",
+                    explanation=f"{attribute} {spelled[(folded, user_id)]!r} is also"
+                    f" held by {len(ids) - 1} other user(s) ({', '.join(others)}),"
+                    " compared without case; merge the users or change one.",
+                )
+            )
+    return rows
+
+
+def _user_quality(
+    user: Mapping[str, Any], wanted_email: str | None, region: str
+) -> list[dict[str, Any]]:
+    from email_validator import EmailNotValidError, validate_email
+
+    common = {"resource_type": "User", "resource_id": user["id"]}
+    user_name = user.get("userName")
+    rows = []
+    emails = _items(user, "emails")
+
+    if not [e for e in emails if e.get("value")]:
+        rows.append(
+            _finding(
+                "user_without_email",
+                attribute='emails[type eq "work"].value',
+                severity="high",
+                fix="data",
+                fix_value=wanted_email,
+                expected=wanted_email,
+                explanation=f"User {user_name!r} has no email"
+                + (
+                    f"; the IdP sent {wanted_email!r} without a primary flag,"
+                    " so FusionAuth kept none."
+                    if wanted_email
+                    else "; logins and notices by email will fail."
+                ),
+                **common,
+            )
+        )
+    for email in emails:
+        value = email.get("value")
+        if not isinstance(value, str):
+            continue
+        try:
+            validate_email(value, check_deliverability=False)
+        except EmailNotValidError as exc:
+            rows.append(
+                _finding(
+                    "invalid_email",
+                    attribute=_path_of("emails", email),
+                    kept=value,
+                    severity="high",
+                    fix="data",
+                    explanation=f"Email {value!r} of {user_name!r} is not valid: {exc}",
+                    **common,
+                )
+            )
+    for phone in _items(user, "phoneNumbers"):
+        value = phone.get("value")
+        if isinstance(value, str) and normalise_phone(value, region=region) is None:
+            rows.append(
+                _finding(
+                    "invalid_phone",
+                    attribute=_path_of("phoneNumbers", phone),
+                    kept=value,
+                    severity="medium",
+                    fix="data",
+                    explanation=f"Phone number {value!r} of {user_name!r} does not"
+                    f" parse as a number (region {region}).",
+                    **common,
+                )
+            )
+
+    name = user.get("name") if isinstance(user.get("name"), Mapping) else {}
+    for part in _NAME_PARTS:
+        value = name.get(part)
+        if not isinstance(value, str) or not value.strip():
+            rows.append(
+                _finding(
+                    "blank_name_part",
+                    attribute=f"name.{part}",
+                    kept=value,
+                    severity="medium",
+                    fix="data",
+                    explanation=f"User {user_name!r} has no name.{part}"
+                    + (
+                        f" (name.formatted is {name['formatted']!r})"
+                        if name.get("formatted")
+                        else ""
+                    )
+                    + "; apps that greet by name show a blank.",
+                    **common,
+                )
+            )
+
+    block = user.get(ENTERPRISE)
+    if isinstance(block, Mapping) and isinstance(block.get("manager"), str):
+        manager = block["manager"]
+        rows.append(
+            _finding(
+                "manager_not_object",
+                attribute=f"{ENTERPRISE}:manager",
+                kept=manager,
+                expected={"value": manager},
+                severity="medium",
+                fix="data",
+                fix_value={"value": manager},
+                explanation=f"The manager of {user_name!r} is the bare string"
+                f" {manager!r}; RFC 7643 §4.3 wants an object"
+                f' {{"value": {manager!r}}}.',
+                **common,
+            )
+        )
+    return rows
+
+
+def _path_of(attribute: str, item: Mapping[str, Any]) -> str:
+    kind = item.get("type")
+    if isinstance(kind, str) and kind:
+        return f'{attribute}[type eq "{kind.lower()}"].value'
+    return f'{attribute}[value eq "{item.get("value")}"].value'
+
+
+def _sent_email_quality(view: Mapping[str, Any]) -> list[dict[str, Any]]:
+    emails = _items(view["profile"], "emails")
+    if not emails:
+        return []
+    primaries = [e for e in emails if e.get("primary") is True]
+    if len(primaries) == 1:
+        return []
+    common = {
+        "resource_type": "User",
+        "resource_id": view.get("tenant_id"),
+        "client": view.get("idp"),
+        "client_key": view.get("key"),
+        "severity": "high",
+        "fix": "data",
+    }
+    user_name = view["profile"].get("userName")
+    if not primaries:
+        first = emails[0]
+        return [
+            _finding(
+                "email_without_primary",
+                attribute=_path_of("emails", first).replace(".value", ".primary"),
+                sent=[e.get("value") for e in emails],
+                fix_value=True,
+                explanation=f"{view.get('idp')} sends the emails of {user_name!r}"
+                " with no primary flag, so FusionAuth keeps no email; flag"
+                f" {first.get('value')!r} as primary in the IdP.",
+                **common,
+            )
+        ]
+    last = primaries[-1]
+    return [
+        _finding(
+            "two_primary_emails",
+            attribute=_path_of("emails", last).replace(".value", ".primary"),
+            sent=[e.get("value") for e in primaries],
+            fix_value=False,
+            explanation=f"{view.get('idp')} flags {len(primaries)} emails of"
+            f" {user_name!r} as primary (RFC 7643 §2.4 allows one); FusionAuth"
+            f" keeps the last, {last.get('value')!r}. Clear the extra flag in the"
+            " IdP.",
+            **common,
+        )
+    ]
+
+
+def _group_quality(
+    users: Sequence[Mapping[str, Any]], groups: Sequence[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    by_id = {u["id"]: u for u in users}
+    rows = []
+    for group in groups:
+        name = group.get("displayName")
+        members = _items(group, "members")
+        common = {"resource_type": "Group", "resource_id": group["id"]}
+        if not members:
+            rows.append(
+                _finding(
+                    "empty_group",
+                    attribute="members",
+                    severity="low",
+                    explanation=f"Group {name!r} has no members.",
+                    **common,
+                )
+            )
+        if len(members) > GROUP_LIMIT:
+            rows.append(
+                _finding(
+                    "group_over_100",
+                    attribute="members",
+                    kept=len(members),
+                    severity="medium",
+                    explanation=f"Group {name!r} has {len(members)} members;"
+                    " FusionAuth before 1.51.1 truncated groups above 100 on"
+                    " PUT/PATCH (#2784): check the version before pushing it.",
+                    **common,
+                )
+            )
+        for member in members:
+            user_id = member.get("value")
+            path = f'members[value eq "{user_id}"]'
+            user = by_id.get(user_id)
+            if user is None:
+                rows.append(
+                    _finding(
+                        "member_not_found",
+                        attribute=path,
+                        kept=user_id,
+                        severity="medium",
+                        fix="data",
+                        explanation=f"Group {name!r} lists member {user_id},"
+                        " who is not a user of the tenant; remove the member.",
+                        **common,
+                    )
+                )
+            elif user.get("active") is False:
+                rows.append(
+                    _finding(
+                        "inactive_in_group",
+                        attribute=path,
+                        kept=user.get("userName"),
+                        severity="medium",
+                        fix="data",
+                        explanation=f"Inactive user {user.get('userName')!r} is"
+                        f" still a member of {name!r}; remove the member if"
+                        " deactivation should revoke group access.",
+                        **common,
+                    )
+                )
+    return rows
+
+
+# -- together ------------------------------------------------------------------------
+
+
+def audit_tenant(
+    users: Iterable[Mapping[str, Any]] | Export,
+    groups: Iterable[Mapping[str, Any]] = (),
+    *,
+    views: Iterable[Mapping[str, Any]] = (),
+    lambdas: LambdaModel | None = None,
+    region: str = "US",
+) -> Audit:
+    """Audit a tenant: mapping findings per client and data-quality findings.
+
+    Parameters
+    ----------
+    users
+        The tenant's SCIM Users (e.g. ``export_resources(client, "Users")``),
+        or an `Export` (its groups are then used too).
+    groups
+        The tenant's SCIM Groups.
+    views
+        What each SCIM client sent (`load_idp_views`); without them only
+        data-quality findings are made.
+    lambdas
+        The tenant's user lambdas; default FusionAuth's.
+    region
+        Region for phone numbers written without a country code.
+
+    Returns
+    -------
+    Audit
+
+    Examples
+    --------
+    >>> users = [{"id": "u1", "userName": "Ada"}, {"id": "u2", "userName": "ada",
+    ...           "name": {"givenName": "Ada", "familyName": "King"},
+    ...           "emails": [{"value": "ada@example.com", "primary": True}]}]
+    >>> audit = audit_tenant(users)
+    >>> audit.counts().to_dict()  # doctest: +NORMALIZE_WHITESPACE
+    {'duplicate_user_name': 2, 'user_without_email': 1, 'blank_name_part': 2}
+    """
+    if hasattr(users, "memberships"):
+        users, groups = tenant_resources(users)  # type: ignore[arg-type]
+    users = list(users)  # type: ignore[arg-type]
+    groups = list(groups)
+    views = list(views)
+    rows: list[dict[str, Any]] = []
+    survival = pd.DataFrame(
+        columns=["client", "attribute", "sent", "kept", "changed_in_form"]
+        + ["dropped", "lost"]
+    )
+
+    if views:
+        mapped, survival = mapping_findings(
+            views, users, lambdas=lambdas, groups=groups
+        )
+        rows += mapped
+    rows += quality_findings(users, groups, views=views, region=region)
+    return Audit(findings=_frame(rows), survival=survival)
+
+
+def fixes(findings: pd.DataFrame) -> list[dict[str, Any]]:
+    """Return the fixes the findings call for, decoded, for a correction plan.
+
+    Each item: ``finding_id``, ``fix`` (``lambda`` or ``data``),
+    ``resource_type``, ``resource_id``, ``client``, ``path`` and ``value``
+    (the value wanted, None when a person must decide). Findings that call for
+    nothing are left out.
+
+    Examples
+    --------
+    >>> audit = audit_tenant([{"id": "u1", "userName": "ada",
+    ...     "name": {"givenName": "Ada", "familyName": "King"},
+    ...     "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User":
+    ...         {"manager": "m-7"}, "emails": [{"value": "a@example.com"}]}])
+    >>> [(f["path"].rsplit(":", 1)[-1], f["value"]) for f in fixes(audit.findings)]
+    [('manager', {'value': 'm-7'})]
+    """
+    out = []
+    for row in findings.to_dict("records"):
+        if row["fix"] == "none":
+            continue
+        value = row["fix_value"]
+        out.append(
+            {
+                "finding_id": row["finding_id"],
+                "fix": row["fix"],
+                "resource_type": row["resource_type"],
+                "resource_id": row["resource_id"],
+                "client": row["client"],
+                "path": row["fix_path"],
+                "value": None if value is None else json.loads(value),
+            }
+        )
+    return out
+
+
+# -- HTML ----------------------------------------------------------------------------
+
+_CSS = """
+body { font: 14px/1.4 system-ui, sans-serif; margin: 2em; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; }
+th, td { border: 1px solid #ccc; padding: 3px 6px; text-align: left;
+         vertical-align: top; }
+th { background: #f3f3f3; }
+td.num { text-align: right; }
+.high { color: #a00; font-weight: bold; } .medium { color: #a60; }
+"""
+
+
+def _cell(value: Any) -> str:
+    return "" if value is None else html.escape(str(value))
+
+
+def _render_html(audit: Audit, title: str, max_rows: int) -> str:
+    findings = audit.findings
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+        f"<p>{len(findings):,} findings.</p>",
+        "<h2>Findings per kind</h2><table><tr><th>kind</th><th>findings</th></tr>",
+    ]
+    for kind, count in audit.counts().items():
+        parts.append(f"<tr><td>{kind}</td><td class=num>{count:,}</td></tr>")
+    parts.append("</table>")
+
+    summary = audit.summary()
+    if not summary.empty:
+        parts.append("<h2>Attribute survival per client</h2><table><tr>")
+        parts += [f"<th>{_cell(c)}</th>" for c in summary.columns]
+        parts.append("</tr>")
+        for row in summary.itertuples(index=False):
+            kept = row.share_kept if row.share_kept == row.share_kept else 0
+            shade = f"hsl({int(120 * kept)}, 60%, 85%)"
+            parts.append("<tr>")
+            for column, value in zip(summary.columns, row, strict=True):
+                style = f' style="background:{shade}"' if column == "share_kept" else ""
+                parts.append(f"<td{style}>{_cell(value)}</td>")
+            parts.append("</tr>")
+        parts.append("</table>")
+
+    shown = findings.head(max_rows)
+    parts.append(f"<h2>Findings ({len(shown):,} of {len(findings):,})</h2><table><tr>")
+    columns = ["severity", "kind", "resource_type", "resource_id", "client"]
+    columns += ["attribute", "sent", "kept", "fix", "explanation"]
+    parts += [f"<th>{c}</th>" for c in columns]
+    parts.append("</tr>")
+    for row in shown.to_dict("records"):
+        cells = "".join(
+            f'<td class="{row["severity"]}">{_cell(row[c])}</td>'
+            if c == "severity"
+            else f"<td>{_cell(row[c])}</td>"
+            for c in columns
+        )
+        parts.append(f"<tr>{cells}</tr>")
+    parts.append("</table></body></html>")
+    return "\n".join(parts) + "\n"
