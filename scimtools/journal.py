@@ -473,16 +473,16 @@ class Journal:
         JSON fields (``before``, ``request``, ``response``) are decoded.
         """
         with self._lock:
-            frame = pd.read_sql_query(
+            rows = self._db.execute(
                 f"SELECT {', '.join(_OP_COLUMNS)} FROM operations WHERE run_id=?"
                 " ORDER BY seq",
-                self._db,
-                params=(run_id,),
-            )
-        frame = frame.astype(object)
-        for name in _JSON_FIELDS:
-            frame[name] = frame[name].map(_loads)
-        return frame
+                (run_id,),
+            ).fetchall()
+        records = [dict(zip(_OP_COLUMNS, row, strict=True)) for row in rows]
+        for record in records:
+            for name in _JSON_FIELDS:
+                record[name] = _loads(record[name])
+        return pd.DataFrame(records, columns=list(_OP_COLUMNS), dtype=object)
 
     def states(self, run_id: str) -> dict[str, str]:
         """Return ``{op_id: state}`` for a run."""

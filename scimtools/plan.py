@@ -278,17 +278,30 @@ def make_plan(rows: Iterable[Mapping[str, Any]] | pd.DataFrame) -> pd.DataFrame:
         else [True] * len(frame)
     )
     frame["approved"] = pd.Series(approved, index=frame.index, dtype=object)
-    frame["op_id"] = [
-        f"op-{i + 1:04d}" if is_empty(v) else str(v)
-        for i, v in enumerate(frame["op_id"])
-    ]
+    frame["op_id"] = _objects(
+        frame,
+        [
+            f"op-{i + 1:04d}" if is_empty(v) else str(v)
+            for i, v in enumerate(frame["op_id"])
+        ],
+    )
     for column in _TEXT_COLUMNS:
-        frame[column] = [None if is_empty(v) else v for v in frame[column]]
-    frame["path"] = [
-        None if is_empty(p) else _column_path(str(p), str(t))
-        for p, t in zip(frame["path"], frame["resource_type"], strict=True)
-    ]
+        frame[column] = _objects(
+            frame, [None if is_empty(v) else v for v in frame[column]]
+        )
+    frame["path"] = _objects(
+        frame,
+        [
+            None if is_empty(p) else _column_path(str(p), str(t))
+            for p, t in zip(frame["path"], frame["resource_type"], strict=True)
+        ],
+    )
     return frame
+
+
+def _objects(frame: pd.DataFrame, values: list[Any]) -> pd.Series:
+    # A plain list would be inferred as pandas' str dtype, turning None into NaN.
+    return pd.Series(values, index=frame.index, dtype=object)
 
 
 def _problem(
@@ -573,10 +586,14 @@ def order_plan(plan: pd.DataFrame) -> pd.DataFrame:
     [['create', 0], ['add_member', 3], ['deactivate', 5], ['delete', 7]]
     """
     frame = plan.copy()
-    frame["step"] = [
-        _RANK.get((op, rtype), _RANK.get((op, None), 9))
-        for op, rtype in zip(frame["op"], frame["resource_type"], strict=True)
-    ]
+    frame["step"] = pd.Series(
+        [
+            _RANK.get((op, rtype), _RANK.get((op, None), 9))
+            for op, rtype in zip(frame["op"], frame["resource_type"], strict=True)
+        ],
+        index=frame.index,
+        dtype=int,
+    )
     frame["_pos"] = range(len(frame))
     frame = frame.sort_values(["step", "_pos"], kind="stable").drop(columns="_pos")
     return frame.reset_index(drop=True)
