@@ -497,6 +497,9 @@ def mapping_findings(
             if stored is None:
                 continue
             actual = by_tenant.get(path)
+            if actual is None and "]." in path and not path.endswith("].value"):
+                # The whole item is missing: its value's finding covers it.
+                continue
             if actual is None or actual.status in ("missing", "changed"):
                 counter["lost"] += 1
                 kept = None if actual is None else actual.other

@@ -1,0 +1,221 @@
+"""The lambdas as a model, SCIM-aware comparison and the lambda bench."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from scimtools.mapping import (
+    LambdaModel,
+    bench_lambda,
+    compare_resources,
+    flatten_resource,
+    load_lambdas,
+    normalise_phone,
+    same_phone,
+)
+
+USER = "urn:ietf:params:scim:schemas:core:2.0:User"
+ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+CORRECTED = Path(__file__).resolve().parents[1] / "data" / "lambdas" / "corrected"
+
+
+@pytest.fixture(scope="module")
+def model() -> Iterator[LambdaModel]:
+    with load_lambdas() as lambdas:
+        yield lambdas
+
+
+def statuses(sent: dict, other: dict) -> dict[str, str]:
+    return {d.path: d.status for d in compare_resources(sent, other)}
+
+
+# -- cases from public reports ------------------------------------------------------
+
+
+def test_two_primary_emails_keep_the_last_one_as_work(model: LambdaModel) -> None:
+    sent = {
+        "schemas": [USER],
+        "userName": "ada",
+        "emails": [
+            {"primary": True, "type": "work", "value": "ada@example.com"},
+            {"primary": True, "type": "home", "value": "ada@example.net"},
+        ],
+    }
+
+    stored = model.predict([sent])[0]
+
+    assert stored["emails"] == [
+        {"primary": True, "value": "ada@example.net", "type": "work"}
+    ]
+    assert statuses(sent, stored) == {
+        'emails[type eq "home"].primary': "kept",
+        'emails[type eq "home"].type': "changed_form",
+        'emails[type eq "home"].value': "kept",
+        'emails[type eq "work"].value': "missing",
+        "userName": "kept",
+        "active": "added",
+    }
+
+
+def test_emails_without_a_primary_leave_the_user_without_email(
+    model: LambdaModel,
+) -> None:
+    sent = {
+        "schemas": [USER],
+        "userName": "ada",
+        "emails": [{"type": "work", "value": "ada@example.com"}],
+    }
+
+    stored = model.predict([sent])[0]
+
+    assert "emails" not in stored
+    assert statuses(sent, stored)['emails[type eq "work"].value'] == "missing"
+
+
+def test_work_and_Work_are_the_same_email_type() -> None:
+    sent = {"emails": [{"value": "a@example.com", "type": "Work", "primary": True}]}
+    kept = {"emails": [{"value": "a@example.com", "type": "work", "primary": True}]}
+
+    assert compare_resources(sent, kept, unchanged=False) == []
+
+
+def test_a_phone_as_tel_uri_and_as_national_format_is_one_number() -> None:
+    sent = {"phoneNumbers": [{"value": "tel:+1-201-555-0123", "type": "mobile"}]}
+    kept = {"phoneNumbers": [{"value": "(201) 555-0123", "type": "mobile"}]}
+
+    assert same_phone("tel:+1-201-555-0123", "(201) 555-0123")
+    assert normalise_phone("tel:+1-201-555-0123") == "+12015550123"
+    assert statuses(sent, kept)['phoneNumbers[type eq "mobile"].value'] == (
+        "changed_form"
+    )
+
+
+def test_a_user_with_only_name_formatted_keeps_it(model: LambdaModel) -> None:
+    sent = {"schemas": [USER], "userName": "ada", "name": {"formatted": "Ada King"}}
+
+    stored = model.predict([sent])[0]
+
+    assert stored["name"] == {"formatted": "Ada King"}
+    assert statuses(sent, stored)["name.formatted"] == "kept"
+
+
+def test_an_empty_family_name_counts_as_absent(model: LambdaModel) -> None:
+    sent = {
+        "schemas": [USER],
+        "userName": "ada",
+        "name": {"givenName": "Ada", "familyName": ""},
+    }
+
+    stored = model.predict([sent])[0]
+
+    assert "name.familyName" not in flatten_resource(sent)
+    assert compare_resources(sent, stored, unchanged=False)[0].path == "active"
+
+
+def test_a_manager_as_a_bare_string_is_the_same_manager_in_another_form() -> None:
+    sent = {ENTERPRISE: {"manager": "m-7"}}
+    kept = {ENTERPRISE: {"manager": {"value": "m-7"}}}
+
+    assert statuses(sent, kept) == {f"{ENTERPRISE}:manager.value": "changed_form"}
+
+
+def test_user_names_that_differ_in_case_are_equal_in_form() -> None:
+    assert statuses(
+        {"userName": "Ada@Example.com"}, {"userName": "ada@example.com"}
+    ) == {"userName": "changed_form"}
+
+
+def test_entras_active_false_as_text_is_read_as_the_boolean(
+    model: LambdaModel,
+) -> None:
+    sent = {"schemas": [USER], "userName": "ada", "active": "False"}
+
+    stored = model.predict([sent])[0]
+
+    assert stored["active"] is False
+    assert statuses(sent, stored)["active"] == "changed_form"
+
+
+# -- comparison rules ---------------------------------------------------------------
+
+
+def test_attribute_names_are_compared_without_case() -> None:
+    sent = {"UserName": "ada", "NAME": {"GivenName": "Ada"}}
+    kept = {"userName": "ada", "name": {"givenName": "Ada"}}
+
+    assert compare_resources(sent, kept, unchanged=False) == []
+
+
+def test_multi_valued_attributes_match_by_value_not_position() -> None:
+    sent = {
+        "emails": [
+            {"value": "a@example.com", "type": "work"},
+            {"value": "b@example.com", "type": "home"},
+        ]
+    }
+    kept = {"emails": list(reversed(sent["emails"]))}
+
+    assert compare_resources(sent, kept, unchanged=False) == []
+
+
+def test_a_changed_value_of_the_same_type_is_changed() -> None:
+    sent = {"emails": [{"value": "a@example.com", "type": "work"}]}
+    kept = {"emails": [{"value": "z@example.com", "type": "work"}]}
+
+    assert statuses(sent, kept)['emails[type eq "work"].value'] == "changed"
+
+
+def test_a_value_only_on_the_other_side_is_added() -> None:
+    assert statuses({}, {"title": "Dr"}) == {"title": "added"}
+
+
+def test_a_missing_lambda_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="nope.js"):
+        LambdaModel.from_files(tmp_path / "nope.js", tmp_path / "nope.js")
+
+
+def test_an_unknown_resource_is_refused() -> None:
+    with pytest.raises(ValueError, match="'Group'"):
+        LambdaModel("", "", resource="Group")
+
+
+def test_importing_mapping_does_not_import_the_sandbox() -> None:
+    code = "import sys, scimtools.mapping; print('scimtools.sandbox' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+
+    assert out.stdout.strip() == "False"
+
+
+# -- the bench ---------------------------------------------------------------------
+
+
+def test_the_bench_shows_where_a_sent_value_is_stored(model: LambdaModel) -> None:
+    bench = bench_lambda(model, [{"userName": "ada", "name": {"givenName": "Ada"}}])
+
+    row = bench.set_index("path").loc["name.givenName"]
+    assert row["stored"] == "firstName=Ada"
+    assert row["status"] == "kept"
+
+
+def test_the_corrected_lambda_keeps_what_the_default_drops() -> None:
+    sent = {
+        "schemas": [USER],
+        "userName": "ada",
+        "displayName": "Ada King",
+        "emails": [{"type": "work", "value": "ada@example.com"}],
+    }
+
+    with LambdaModel.from_files(
+        CORRECTED / "scim-user-request.js", CORRECTED / "scim-user-response.js"
+    ) as corrected:
+        bench = bench_lambda(corrected, [sent]).set_index("path")
+
+    assert bench.loc["displayName", "status"] == "kept"
+    assert bench.loc['emails[type eq "work"].value', "status"] == "kept"
