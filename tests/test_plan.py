@@ -1,0 +1,293 @@
+"""Plans: normalising, validating with a problem per row, ordering, CSV files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from scimtools.plan import (
+    PLAN_COLUMNS,
+    PlanError,
+    approve_rows,
+    check_plan,
+    make_plan,
+    order_plan,
+    plan_fingerprint,
+    read_plan,
+    validate_plan,
+    write_plan,
+)
+
+USER = {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "ada"}
+
+
+def patch(resource_id: str, path: str, value: object, **extra: object) -> dict:
+    return {
+        "op": "patch",
+        "resource_type": "User",
+        "resource_id": resource_id,
+        "path": path,
+        "value": value,
+        **extra,
+    }
+
+
+def problems_of(rows: list[dict]) -> list[tuple[object, str, str]]:
+    found = check_plan(make_plan(rows))
+    return list(zip(found["row"], found["column"], found["problem"], strict=True))
+
+
+def test_make_plan_adds_every_column_and_normalises_spellings() -> None:
+    plan = make_plan(
+        [{"op": "Remove-Member", "resource_type": "groups", "resource_id": "g1"}]
+    )
+
+    assert list(plan.columns[: len(PLAN_COLUMNS)]) == list(PLAN_COLUMNS)
+    assert plan.loc[0, "op"] == "remove_member"
+    assert plan.loc[0, "resource_type"] == "Group"
+    assert plan.loc[0, "path"] is None
+
+
+def test_a_column_name_becomes_its_scim_path() -> None:
+    plan = make_plan([patch("u1", "department", "R&D")])
+
+    assert plan.loc[0, "path"] == (
+        "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department"
+    )
+
+
+def test_a_valid_plan_has_no_problems() -> None:
+    rows = [
+        patch("u1", "name.givenName", "Ada", expected="Ad"),
+        {"op": "deactivate", "resource_type": "User", "resource_id": "u2"},
+        {"op": "create", "resource_type": "User", "value": USER},
+        {
+            "op": "add_member",
+            "resource_type": "Group",
+            "resource_id": "g1",
+            "value": "ref:op-0003",
+        },
+    ]
+
+    assert check_plan(make_plan(rows)).empty
+
+
+def test_unknown_ops_and_resource_types_are_named_per_row() -> None:
+    found = problems_of(
+        [
+            patch("u1", "title", "x"),
+            {"op": "rename", "resource_type": "User", "resource_id": "u1"},
+            {"op": "delete", "resource_type": "Device", "resource_id": "d1"},
+        ]
+    )
+
+    assert [(row, column) for row, column, _ in found] == [
+        (1, "op"),
+        (2, "resource_type"),
+    ]
+    assert "unknown op 'rename'" in found[0][2]
+    assert "'Device'" in found[1][2]
+
+
+def test_paths_not_in_the_schema_are_refused_with_the_allowed_ones() -> None:
+    found = problems_of(
+        [
+            patch("u1", "nickname", "A"),
+            patch("u2", 'emails[type eq "work"].value', "a@x"),
+            {
+                "op": "patch",
+                "resource_type": "Group",
+                "resource_id": "g1",
+                "path": "name.givenName",
+                "value": "x",
+            },
+        ]
+    )
+
+    assert [(row, column) for row, column, _ in found] == [
+        (0, "path"),
+        (1, "path"),
+        (2, "path"),
+    ]
+    assert "'nickname' is not an attribute of User" in found[0][2]
+    assert "nickName" in found[0][2]
+
+
+def test_rows_missing_what_their_op_needs_are_refused() -> None:
+    found = problems_of(
+        [
+            {"op": "patch", "resource_type": "User", "path": "title", "value": "x"},
+            {"op": "create", "resource_type": "User", "value": {"name": {}}},
+            {"op": "add_member", "resource_type": "User", "resource_id": "u1"},
+            {"op": "deactivate", "resource_type": "Group", "resource_id": "g1"},
+        ]
+    )
+
+    assert {(row, column) for row, column, _ in found} == {
+        (0, "resource_id"),
+        (1, "value"),
+        (2, "resource_type"),
+        (2, "value"),
+        (3, "op"),
+    }
+
+
+def test_contradictions_are_found_across_rows() -> None:
+    found = problems_of(
+        [
+            patch("u1", "title", "Boss"),
+            patch("u1", "title", "Chief"),
+            {"op": "delete", "resource_type": "User", "resource_id": "u2"},
+            patch("u2", "title", "x"),
+            {
+                "op": "add_member",
+                "resource_type": "Group",
+                "resource_id": "g1",
+                "value": "u3",
+            },
+            {
+                "op": "remove_member",
+                "resource_type": "Group",
+                "resource_id": "g1",
+                "value": "u3",
+            },
+            {"op": "create", "resource_type": "User", "value": USER},
+            {"op": "create", "resource_type": "User", "value": USER},
+            patch("u4", "active", True),
+            {"op": "deactivate", "resource_type": "User", "resource_id": "u4"},
+        ]
+    )
+
+    rows = sorted(row for row, _, _ in found)
+    assert rows == [1, 3, 5, 7, 9]
+    messages = " | ".join(problem for _, _, problem in found)
+    assert "row 0 sets title of u1 to another value" in messages
+    assert "row 2 deletes u2" in messages
+    assert "does the opposite with member u3" in messages
+    assert "creates 'ada' too" in messages
+
+
+def test_duplicate_op_ids_and_dangling_refs_are_refused() -> None:
+    found = problems_of(
+        [
+            patch("u1", "title", "a", op_id="x"),
+            patch("u2", "title", "b", op_id="x"),
+            {
+                "op": "add_member",
+                "resource_type": "Group",
+                "resource_id": "g1",
+                "value": "ref:nope",
+            },
+        ]
+    )
+
+    assert {(row, column) for row, column, _ in found} == {(1, "op_id"), (2, "value")}
+
+
+def test_validate_plan_raises_with_one_line_per_problem() -> None:
+    rows = [patch("u1", "nickname", "A"), {"op": "zap", "resource_type": "User"}]
+
+    with pytest.raises(PlanError, match="2 problem") as info:
+        validate_plan(rows)
+
+    assert len(info.value.problems) == 2
+    assert "row 0 (op-0001), path:" in str(info.value)
+    assert "row 1 (op-0002), op:" in str(info.value)
+
+
+def test_order_puts_members_after_creates_and_deactivation_before_delete() -> None:
+    plan = make_plan(
+        [
+            {"op": "delete", "resource_type": "User", "resource_id": "u1"},
+            {"op": "delete", "resource_type": "Group", "resource_id": "g2"},
+            {
+                "op": "add_member",
+                "resource_type": "Group",
+                "resource_id": "g1",
+                "value": "ref:op-0005",
+            },
+            {"op": "deactivate", "resource_type": "User", "resource_id": "u3"},
+            {"op": "create", "resource_type": "User", "value": USER},
+            {"op": "create", "resource_type": "Group", "value": {"displayName": "G"}},
+            patch("u9", "title", "x"),
+        ]
+    )
+
+    ordered = order_plan(plan)
+
+    assert ordered["op_id"].tolist() == [
+        "op-0005",
+        "op-0006",
+        "op-0007",
+        "op-0003",
+        "op-0004",
+        "op-0002",
+        "op-0001",
+    ]
+
+
+def test_a_hand_written_csv_plan_reads_back(tmp_path: Path) -> None:
+    csv = tmp_path / "plan.csv"
+    csv.write_text(
+        "op,resource_type,resource_id,path,expected,value,reason\n"
+        'patch,User,u1,given_name,"""Ad""","""Ada""",typo\n'
+        "deactivate,User,u2,,true,,left\n"
+        'create,User,,,,"{""userName"": ""bo""}",new\n',
+        encoding="utf-8",
+    )
+
+    plan = validate_plan(read_plan(csv))
+
+    assert plan["op"].tolist() == ["create", "patch", "deactivate"]
+    assert plan.loc[1, ["path", "expected", "value"]].tolist() == [
+        "name.givenName",
+        "Ad",
+        "Ada",
+    ]
+    assert plan.loc[2, "expected"] is True
+    assert plan.loc[0, "value"] == {"userName": "bo"}
+    assert plan["approved"].tolist() == [True, True, True]
+
+
+def test_write_and_read_keep_values_and_approval(tmp_path: Path) -> None:
+    plan = make_plan(
+        [
+            patch("u1", "active", False, approved=False),
+            {"op": "create", "resource_type": "User", "value": USER, "approved": 1},
+        ]
+    )
+
+    back = read_plan(write_plan(plan, tmp_path / "p.csv"))
+
+    assert back["value"].tolist() == [False, USER]
+    assert back["approved"].tolist() == [False, True]
+    assert plan_fingerprint(back) == plan_fingerprint(plan)
+
+
+def test_approve_rows_by_rule_changes_only_the_chosen_rows() -> None:
+    plan = make_plan(
+        [
+            patch("u1", "title", "a", approved=False, severity="low"),
+            patch("u2", "title", "b", approved=False, severity="high"),
+        ]
+    )
+
+    approved = approve_rows(plan, severity=["low"])
+
+    assert approved["approved"].tolist() == [True, False]
+    assert plan["approved"].tolist() == [False, False]
+    assert plan_fingerprint(approved) != plan_fingerprint(plan)
+
+
+def test_with_an_approved_column_an_empty_cell_is_not_approved() -> None:
+    plan = make_plan(
+        [patch("u1", "title", "a", approved=True), patch("u2", "title", "b")]
+    )
+
+    assert plan["approved"].tolist() == [True, False]
+
+
+def test_an_empty_plan_is_valid() -> None:
+    assert validate_plan(pd.DataFrame()).empty
