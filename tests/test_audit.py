@@ -1,0 +1,477 @@
+"""Audit findings: cases from public reports, exports, and the demo acceptance.
+
+The acceptance test builds a small demo tenant and checks the findings against
+what the generator planted (`generate_demo` is pure data; the builder adds what
+the replay answered), reporting precision and recall per kind.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from scimtools.audit import (
+    FINDING_COLUMNS,
+    MAPPING_KINDS,
+    audit_tenant,
+    fixes,
+    load_idp_views,
+    quality_findings,
+)
+from scimtools.mapping import compare_resources, generic_path
+
+ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+USER = "urn:ietf:params:scim:schemas:core:2.0:User"
+NAME = {"givenName": "Ada", "familyName": "King"}
+EMAIL = [{"value": "ada@example.com", "type": "work", "primary": True}]
+
+
+def kinds(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    return sorted((r["kind"], r["attribute"]) for r in rows)
+
+
+# -- cases from public reports ------------------------------------------------------
+
+
+def test_sent_emails_with_two_primaries_and_with_none_are_findings() -> None:
+    views = [
+        {
+            "idp": "entra",
+            "key": "k1",
+            "tenant_id": "u1",
+            "profile": {
+                "userName": "a",
+                "emails": [
+                    {"value": "a@example.com", "type": "work", "primary": True},
+                    {"value": "a@example.net", "type": "home", "primary": True},
+                ],
+            },
+        },
+        {
+            "idp": "okta",
+            "key": "k2",
+            "tenant_id": "u2",
+            "profile": {"userName": "b", "emails": [{"value": "b@example.com"}]},
+        },
+    ]
+    users = [
+        {"id": "u1", "userName": "a", "name": NAME, "emails": EMAIL},
+        {"id": "u2", "userName": "b", "name": NAME},
+    ]
+
+    rows = quality_findings(users, views=views)
+
+    assert kinds(rows) == [
+        ("email_without_primary", 'emails[value eq "b@example.com"].primary'),
+        ("two_primary_emails", 'emails[type eq "home"].primary'),
+        ("user_without_email", 'emails[type eq "work"].value'),
+    ]
+    no_email = next(r for r in rows if r["kind"] == "user_without_email")
+    assert json.loads(no_email["fix_value"]) == "b@example.com"
+
+
+def test_user_names_that_differ_only_in_case_are_duplicates() -> None:
+    users = [
+        {"id": "u1", "userName": "Ada@example.com", "name": NAME, "emails": EMAIL},
+        {"id": "u2", "userName": "ada@example.com", "name": NAME},
+    ]
+
+    rows = quality_findings(users)
+
+    duplicates = [r for r in rows if r["kind"] == "duplicate_user_name"]
+    assert sorted(r["resource_id"] for r in duplicates) == ["u1", "u2"]
+    assert [r["kind"] for r in rows if r["resource_id"] == "u2"].count(
+        "duplicate_email"
+    ) == 0
+
+
+def test_emails_that_differ_only_in_case_are_duplicates() -> None:
+    users = [
+        {"id": "u1", "userName": "a", "name": NAME, "emails": EMAIL},
+        {
+            "id": "u2",
+            "userName": "b",
+            "name": NAME,
+            "emails": [{"value": "ADA@example.com", "primary": True}],
+        },
+    ]
+
+    assert kinds(quality_findings(users)) == [
+        ("duplicate_email", "emails.value"),
+        ("duplicate_email", "emails.value"),
+    ]
+
+
+def test_only_name_formatted_and_an_empty_family_name_are_blank_parts() -> None:
+    users = [
+        {"id": "u1", "userName": "a", "emails": EMAIL, "name": {"formatted": "A B"}},
+        {
+            "id": "u2",
+            "userName": "b",
+            "emails": EMAIL[:0] + [{"value": "b@example.com", "primary": True}],
+            "name": {"givenName": "B", "familyName": ""},
+        },
+    ]
+
+    rows = quality_findings(users)
+
+    assert sorted((r["resource_id"], r["attribute"]) for r in rows) == [
+        ("u1", "name.familyName"),
+        ("u1", "name.givenName"),
+        ("u2", "name.familyName"),
+    ]
+
+
+def test_a_manager_as_a_bare_string_calls_for_an_object() -> None:
+    users = [
+        {
+            "id": "u1",
+            "userName": "a",
+            "name": NAME,
+            "emails": EMAIL,
+            ENTERPRISE: {"manager": "m-7"},
+        }
+    ]
+
+    audit = audit_tenant(users)
+
+    (fix,) = fixes(audit.findings)
+    assert fix["path"] == f"{ENTERPRISE}:manager"
+    assert fix["value"] == {"value": "m-7"}
+
+
+def test_invalid_emails_and_phones_that_do_not_parse_are_findings() -> None:
+    users = [
+        {
+            "id": "u1",
+            "userName": "a",
+            "name": NAME,
+            "emails": [{"value": "a b@example.com", "type": "work", "primary": True}],
+            "phoneNumbers": [
+                {"value": "call me", "type": "mobile"},
+                {"value": "tel:+1-201-555-0123", "type": "work"},
+                {"value": "(201) 555-0123", "type": "home"},
+            ],
+        }
+    ]
+
+    assert kinds(quality_findings(users)) == [
+        ("invalid_email", 'emails[type eq "work"].value'),
+        ("invalid_phone", 'phoneNumbers[type eq "mobile"].value'),
+    ]
+
+
+def test_entras_active_as_text_is_no_loss() -> None:
+    sent = {"schemas": [USER], "userName": "a", "active": "False"}
+    views = [{"idp": "entra", "key": "k", "tenant_id": "u1", "profile": sent}]
+    users = [{"id": "u1", "userName": "a", "active": False}]
+
+    audit = audit_tenant(users, views=views)
+
+    mapping = audit.findings[audit.findings["category"] == "mapping"]
+    assert mapping[["kind", "attribute"]].values.tolist() == [
+        ["changed_in_form", "active"]
+    ]
+
+
+def test_groups_inactive_members_unknown_members_empty_and_large() -> None:
+    users = [
+        {"id": f"u{i}", "userName": f"u{i}", "name": NAME, "emails": EMAIL}
+        for i in range(101)
+    ]
+    users[0]["active"] = False
+    groups = [
+        {
+            "id": "g1",
+            "displayName": "Big",
+            "members": [{"value": u["id"]} for u in users],
+        },
+        {"id": "g2", "displayName": "Ghost", "members": [{"value": "nobody"}]},
+        {"id": "g3", "displayName": "Empty"},
+    ]
+
+    rows = [
+        r for r in quality_findings(users, groups) if r["kind"] != "duplicate_email"
+    ]
+
+    assert sorted((r["kind"], r["resource_id"]) for r in rows) == [
+        ("empty_group", "g3"),
+        ("group_over_100", "g1"),
+        ("inactive_in_group", "g1"),
+        ("member_not_found", "g2"),
+    ]
+
+
+# -- the findings table ------------------------------------------------------------
+
+
+def test_findings_have_stable_ids_and_the_documented_columns() -> None:
+    users = [{"id": "u1", "userName": "a"}, {"id": "u2", "userName": "A"}]
+
+    first, second = audit_tenant(users), audit_tenant(list(reversed(users)))
+
+    assert tuple(first.findings.columns) == FINDING_COLUMNS
+    assert first.findings["finding_id"].tolist() == (
+        second.findings["finding_id"].tolist()
+    )
+    assert first.findings["finding_id"].is_unique
+
+
+def test_the_csv_and_the_html_report_hold_every_finding(tmp_path: Path) -> None:
+    users = [{"id": "u1", "userName": "<b>a</b>"}]
+    audit = audit_tenant(users)
+
+    csv = audit.to_csv(tmp_path / "findings.csv")
+    page = audit.to_html(tmp_path / "report.html").read_text(encoding="utf-8")
+
+    assert len(pd.read_csv(csv)) == len(audit.findings) == 3
+    assert "&lt;b&gt;a&lt;/b&gt;" in page and "<b>a</b>" not in page
+    assert "<script" not in page and "http" not in page.split("<body>")[1]
+
+
+def test_load_idp_views_names_the_folder_when_empty(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=str(tmp_path)):
+        load_idp_views(tmp_path)
+
+
+# -- acceptance on a generated demo tenant ----------------------------------------
+
+PEOPLE = 1_000
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    from scimtools.demo import build_demo, generate_demo
+    from scimtools.sandbox import Sandbox
+
+    db = tmp_path_factory.mktemp("demo") / "tenant.sqlite"
+    build_demo(db, people=PEOPLE)
+    with Sandbox(db) as sandbox:
+        tenant = sandbox.tenant
+        users = [tenant.get("User", i) for i in _ids(tenant, "users")]
+        groups = [tenant.get("Group", i) for i in _ids(tenant, "groups")]
+    views = load_idp_views(db.parent / "idp-views")
+    streams = []
+    for file in sorted((db.parent / "streams").glob("*.jsonl")):
+        streams += [json.loads(line) for line in file.read_text().splitlines()]
+    audit = audit_tenant(users, groups, views=views)
+    yield {
+        "audit": audit,
+        "views": views,
+        "users": {u["id"]: u for u in users},
+        "groups": groups,
+        "streams": streams,
+        "generated": generate_demo(people=PEOPLE),
+    }
+
+
+def _ids(tenant: Any, table: str) -> list[str]:
+    return [row[0] for row in tenant.store.db.execute(f"SELECT id FROM {table}")]
+
+
+def _truth(demo: dict[str, Any]) -> dict[str, set[tuple[Any, ...]]]:
+    """What the generator planted, keyed as the findings are compared."""
+    from scimtools.mapping import load_lambdas
+
+    generated, views = demo["generated"], demo["views"]
+    people = generated.people
+    built = {(v["idp"], v["key"]): v for v in views}
+    planted: dict[str, set[tuple[Any, ...]]] = defaultdict(set)
+    user_views = [v for v in generated.views["okta"] + generated.views["entra"]]
+    user_views = [v for v in user_views if v["kind"] == "user"]
+    with load_lambdas() as model:
+        predicted = model.predict([v["profile"] for v in user_views])
+    by_person: dict[int, dict[str, tuple[dict, dict]]] = defaultdict(dict)
+
+    for view, prediction in zip(user_views, predicted, strict=True):
+        idp, key, profile = view["idp"], view["key"], view["profile"]
+        by_person[view["person"]][idp] = (view, prediction)
+        emails = profile.get("emails", [])
+        primaries = [e for e in emails if e.get("primary") is True]
+        if idp == "okta":
+            planted["dropped_by_lambda"] |= {
+                (idp, key, "displayName"),
+                (idp, key, "locale"),
+            }
+        if not primaries:
+            planted["dropped_by_lambda"].add((idp, key, "emails.value"))
+            planted["email_without_primary"].add((idp, key))
+        if len(primaries) == 2:
+            planted["dropped_by_lambda"].add((idp, key, "emails.value"))
+            planted["changed_in_form"].add((idp, key, "emails.type"))
+            planted["two_primary_emails"].add((idp, key))
+        if built[(idp, key)].get("tenant_id") is None:
+            planted["missing_on_tenant"].add((idp, key, "id"))
+        tenant_id = built[(idp, key)].get("tenant_id")
+        person = people[view["person"]]
+        if tenant_id and len(person.idps) == 1:
+            if person.name_style == "formatted_only":
+                planted["blank_name_part"].add((tenant_id, "name.givenName"))
+            if person.name_style != "full":
+                planted["blank_name_part"].add((tenant_id, "name.familyName"))
+
+    # Entra's manager PATCH goes to the bare path "manager", which FusionAuth
+    # drops, although the IdP believes it set the extension's manager.
+    for record in generated.streams["entra"]:
+        if record["action"] == "user.manager":
+            planted["lost_although_mapped"].add(
+                (record["person"], f"{ENTERPRISE}:manager.value")
+            )
+    # A person both IdPs provision: where their mapped values disagree, the
+    # tenant can keep only one; where only one sends a value, the other IdP
+    # sees it present only on the tenant, or the one-sided value is lost.
+    for index, pair in by_person.items():
+        if len(pair) < 2 or any(
+            built[(v["idp"], v["key"])]["tenant_id"] is None for v, _ in pair.values()
+        ):
+            continue
+        (_, okta), (_, entra) = pair["okta"], pair["entra"]
+        for diff in compare_resources(okta, entra):
+            attribute = generic_path(diff.path)
+            if diff.status == "changed":
+                planted["lost_although_mapped"].add((index, attribute))
+            elif diff.status == "changed_form":
+                planted["changed_in_form"].add((index, attribute))
+            elif diff.status in ("missing", "added"):
+                planted["one_sided"].add((index, attribute))
+    # A one-sided Entra value is lost when Entra never wrote it (its create was
+    # replaced by a link PATCH) or an Okta PUT, which replaces the whole user,
+    # succeeded after Entra last wrote it.
+    last_put: dict[int, int] = {}
+    entra_writes: dict[int, list[tuple[int, set[str] | None]]] = defaultdict(list)
+    for record in demo["streams"]:
+        status = (record.get("result") or {}).get("status") or 0
+        if not 200 <= status < 300 or record["person"] is None:
+            continue
+        body = record["request"]["body"] or {}
+        if record["idp"] == "okta" and record["request"]["method"] == "PUT":
+            last_put[record["person"]] = record["seq"]
+        elif record["idp"] == "entra" and record["action"] == "user.create":
+            entra_writes[record["person"]].append((record["seq"], None))
+        elif record["idp"] == "entra" and "Operations" in body:
+            paths = {generic_path(op.get("path") or "") for op in body["Operations"]}
+            entra_writes[record["person"]].append((record["seq"], paths))
+    for index, attribute in planted["one_sided"]:
+        writes = [
+            seq
+            for seq, paths in entra_writes[index]
+            if paths is None or attribute in paths
+        ]
+        if not writes or last_put.get(index, -1) > max(writes):
+            planted["lost_although_mapped"].add((index, attribute))
+    planted["group_over_100"] = {
+        ("Group", v["tenant_id"])
+        for v in views
+        if v["kind"] == "group" and len(v["members"]) > 100 and v["tenant_id"]
+    }
+    return planted
+
+
+def _found(demo: dict[str, Any], kind: str) -> set[tuple[Any, ...]]:
+    findings = demo["audit"].findings
+    rows = findings[findings["kind"] == kind].to_dict("records")
+    person = {(v["idp"], v["key"]): v["person"] for v in demo["views"]}
+    if kind in ("lost_although_mapped",):
+        return {
+            (person[(r["client"], r["client_key"])], generic_path(r["attribute"]))
+            for r in rows
+            if r["client"]
+        }
+    if kind in ("dropped_by_lambda", "missing_on_tenant", "changed_in_form"):
+        return {
+            (r["client"], r["client_key"], generic_path(r["attribute"]))
+            for r in rows
+            if r["resource_type"] == "User"
+        }
+    if kind in ("email_without_primary", "two_primary_emails"):
+        return {(r["client"], r["client_key"]) for r in rows}
+    if kind == "blank_name_part":
+        return {(r["resource_id"], r["attribute"]) for r in rows}
+    return {(r["resource_type"], r["resource_id"]) for r in rows}
+
+
+def _score(found: set, planted: set) -> tuple[float, float]:
+    hit = len(found & planted)
+    precision = hit / len(found) if found else 0.0
+    recall = hit / len(planted) if planted else 0.0
+    return round(precision, 3), round(recall, 3)
+
+
+@pytest.mark.slow
+def test_every_kind_of_mapping_finding_occurs_on_the_demo_tenant(demo) -> None:
+    counts = demo["audit"].counts()
+
+    for kind in MAPPING_KINDS:
+        assert counts.get(kind, 0) > 0, kind
+    for kind in ("user_without_email", "email_without_primary", "two_primary_emails"):
+        assert counts.get(kind, 0) > 0, kind
+    for kind in ("blank_name_part", "inactive_in_group", "group_over_100"):
+        assert counts.get(kind, 0) > 0, kind
+
+
+@pytest.mark.slow
+def test_findings_agree_with_what_the_generator_planted(demo, capsys) -> None:
+    planted = _truth(demo)
+    scores = {}
+    person_to_keys = defaultdict(set)
+    for v in demo["views"]:
+        person_to_keys[v["person"]].add((v["idp"], v["key"]))
+
+    for kind in (
+        "dropped_by_lambda",
+        "missing_on_tenant",
+        "email_without_primary",
+        "two_primary_emails",
+        "blank_name_part",
+        "group_over_100",
+        "lost_although_mapped",
+        "changed_in_form",
+    ):
+        found = _found(demo, kind)
+        if kind == "changed_in_form":
+            # Shared people are planted per person; map findings the same way.
+            person = {(v["idp"], v["key"]): v["person"] for v in demo["views"]}
+            found = {
+                (person[(c, k)], a)
+                if (person[(c, k)], a) in planted[kind]
+                else (c, k, a)
+                for c, k, a in found
+            }
+        scores[kind] = _score(found, planted[kind])
+
+    # present_only_on_tenant: every finding on a user's attribute is one that
+    # only the other IdP of a shared person sends.
+    rows = demo["audit"].findings
+    rows = rows[(rows["kind"] == "present_only_on_tenant") & rows["client"].notna()]
+    person = {(v["idp"], v["key"]): v["person"] for v in demo["views"]}
+    found = {
+        (person[(r["client"], r["client_key"])], generic_path(r["attribute"]))
+        for r in rows.to_dict("records")
+    }
+    scores["present_only_on_tenant"] = (_score(found, planted["one_sided"])[0], None)
+
+    with capsys.disabled():
+        print("\nprecision, recall per kind:", json.dumps(scores, indent=1))
+    for kind, (precision, recall) in scores.items():
+        assert precision >= 0.8, (kind, precision)
+        assert recall is None or recall >= 0.8, (kind, recall)
+
+
+@pytest.mark.slow
+def test_inactive_members_are_inactive_users_of_those_groups(demo) -> None:
+    findings = demo["audit"].findings
+    rows = findings[findings["kind"] == "inactive_in_group"].to_dict("records")
+    members = {
+        (g["id"], m["value"]) for g in demo["groups"] for m in g.get("members", [])
+    }
+
+    for row in rows:
+        user_id = row["attribute"].split('"')[1]
+        assert demo["users"][user_id]["active"] is False
+        assert (row["resource_id"], user_id) in members
