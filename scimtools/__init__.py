@@ -1,5 +1,14 @@
 """Audit and migrate SCIM-provisioned FusionAuth tenants."""
 
+from scimtools.attribution import (
+    DEFAULT_CLIENT_RULES,
+    Attribution,
+    ClientRule,
+    ClientView,
+    attribute_tenant,
+    client_view_from_frame,
+    read_client_view,
+)
 from scimtools.audit import (
     FINDING_KINDS,
     Audit,
@@ -18,6 +27,12 @@ from scimtools.auth import (
 )
 from scimtools.client import Capabilities, Page, SCIMClient
 from scimtools.config import Settings, connect, load_settings
+from scimtools.conflicts import (
+    CONFLICT_KINDS,
+    DEFAULT_PRECEDENCE,
+    find_conflicts,
+    tenant_frames,
+)
 from scimtools.errors import (
     BadRequestError,
     ConfigError,
@@ -58,13 +73,19 @@ from scimtools.paging import ExportResult, Partition, export_resources, iter_pag
 __version__ = "0.1.0"
 
 __all__ = [
+    "Attribution",
     "Audit",
     "BadRequestError",
     "COLUMNS",
+    "CONFLICT_KINDS",
     "Capabilities",
     "ClientCredentialsAuth",
+    "ClientRule",
+    "ClientView",
     "ConfigError",
     "ConflictError",
+    "DEFAULT_CLIENT_RULES",
+    "DEFAULT_PRECEDENCE",
     "Export",
     "ExportResult",
     "FINDING_KINDS",
@@ -90,14 +111,17 @@ __all__ = [
     "TokenExpiredError",
     "TokenExpiresSoonWarning",
     "UnauthorizedError",
+    "attribute_tenant",
     "audit_tenant",
     "bench_lambda",
+    "client_view_from_frame",
     "compare_resources",
     "connect",
     "describe_token",
     "emails_frame",
     "export_resources",
     "export_tenant",
+    "find_conflicts",
     "fixes",
     "groups_frame",
     "iter_pages",
@@ -107,6 +131,8 @@ __all__ = [
     "memberships_frame",
     "missing_permissions",
     "phones_frame",
+    "read_client_view",
     "require_permissions",
+    "tenant_frames",
     "users_frame",
 ]

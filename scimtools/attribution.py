@@ -175,13 +175,20 @@ def _conform_users(users: pd.DataFrame) -> pd.DataFrame:
                 f" records; it has {sorted(users.columns)}"
             )
         users["key"] = users["external_id"]
+    if "external_id" not in users:
+        # An IdP's own id is what it sends as externalId (Okta, Entra ID).
+        users["external_id"] = users["key"]
     for column in VIEW_USER_COLUMNS:
         if column not in users:
             users[column] = None
     users = users[list(VIEW_USER_COLUMNS)].reset_index(drop=True)
     for column in _STR_COLUMNS:
         users[column] = users[column].astype("str")
-    users["active"] = users["active"].astype("boolean")
+    active = users["active"]
+    if active.dtype == object or pd.api.types.is_string_dtype(active):
+        words = {"true": True, "false": False, "1": True, "0": False}
+        active = active.map(lambda v: words.get(str(v).strip().lower(), v))
+    users["active"] = active.astype("boolean")
     users["create_status"] = pd.to_numeric(users["create_status"]).astype("Int64")
     return users
 
@@ -361,7 +368,7 @@ def _from_scim(resource: Mapping[str, Any]) -> dict[str, Any]:
 def _fold(values: pd.Series) -> pd.Series:
     """Casefold, strip and drop accents; empty strings become NaN."""
     text = values.astype("str").str.strip().str.casefold()
-    text = text.str.normalize("NFKD").str.encode("ascii", "ignore").str.decode("ascii")
+    text = text.str.normalize("NFKD").str.replace(r"[^\x00-\x7f]", "", regex=True)
     return text.where(text.str.len() > 0)
 
 
@@ -381,12 +388,13 @@ def normalise_phone(values: pd.Series) -> pd.Series:
 
 
 def _full_name(frame: pd.DataFrame) -> pd.Series:
-    given = frame["given_name"].fillna("")
-    family = frame["family_name"].fillna("")
+    given = frame["given_name"].astype("str").fillna("")
+    family = frame["family_name"].astype("str").fillna("")
     joined = (given + " " + family).str.strip()
     name = frame["formatted_name"].where(frame["formatted_name"].notna(), joined)
     folded = _fold(name).str.replace(r"[^a-z0-9 ]", "", regex=True)
-    return folded.str.split().str.join(" ")
+    folded = folded.str.replace(r"\s+", " ", regex=True).str.strip()
+    return folded.where(folded.str.len() > 0)
 
 
 def recognise_client(
@@ -459,23 +467,15 @@ def _fuzzy(
     left = left.reset_index(names="row")
     right = tenant[["tenant_id", "name", "phone_n", "family_n"]]
 
-    pairs = pd.concat(
-        [
-            left.dropna(subset=["phone_n"]).merge(
-                right.dropna(subset=["phone_n"]), on="phone_n", suffixes=("", "_t")
-            ),
-            left.dropna(subset=["family_n"]).merge(
-                right.dropna(subset=["family_n"]), on="family_n", suffixes=("", "_t")
-            ),
-        ],
-        ignore_index=True,
-    )
+    blocks = []
+    for on in ("phone_n", "family_n"):
+        block = left.dropna(subset=[on]).merge(
+            right.dropna(subset=[on]), on=on, suffixes=("", "_t")
+        )
+        blocks.append(block.assign(**{f"{on}_t": block[on]}))
+    pairs = pd.concat(blocks, ignore_index=True)
     if pairs.empty:
         return pd.DataFrame(columns=["row", "tenant_id", "score"])
-    # Columns the merge key did not suffix: take whichever side has them.
-    for column in ("phone_n", "family_n"):
-        if f"{column}_t" not in pairs:
-            pairs[f"{column}_t"] = pairs[column]
     pairs = pairs.drop_duplicates(["row", "tenant_id"]).reset_index(drop=True)
 
     names = cpdist(
@@ -496,6 +496,9 @@ def _fuzzy(
 
 def _tenant_keys(users: pd.DataFrame) -> pd.DataFrame:
     tenant = pd.DataFrame({"tenant_id": users["id"].astype("str")})
+    for column in ("external_id", "user_name"):
+        if column not in users:
+            users = users.assign(**{column: pd.Series(np.nan, index=users.index)})
     tenant["ext_n"] = _fold(users["external_id"])
     tenant["user_n"] = _fold(users["user_name"])
     for column in ("given_name", "family_name", "formatted_name", "phone"):

@@ -610,9 +610,7 @@ def _external_ids_overwritten(
             if isinstance(by, str) and by != w
             else [],
         }
-        for i, w, v, h, c in zip(
-            ids, win, value, held_values, lost["client"], strict=True
-        )
+        for i, w, v, h, by in zip(ids, win, value, held_values, wrote, strict=True)
     ]
     pair = [
         ",".join(sorted({c, w})) if isinstance(w, str) else c
