@@ -445,9 +445,8 @@ def mapping_findings(
             "client_key": key,
         }
         stored = tenant.get(tenant_id) if tenant_id else None
-        by_prediction = {
-            d.path: d for d in compare_resources(sent, prediction) if d.sent is not None
-        }
+        predicted_diffs = compare_resources(sent, prediction)
+        by_prediction = {d.path: d for d in predicted_diffs if d.sent is not None}
         if stored is None:
             rows.append(
                 _finding(
@@ -540,9 +539,7 @@ def mapping_findings(
 
         if stored is None:
             continue
-        predicted_paths = {
-            d.path for d in compare_resources(sent, prediction) if d.other is not None
-        }
+        predicted_paths = {d.path for d in predicted_diffs if d.other is not None}
         for path, diff in sorted(by_tenant.items()):
             if diff.status != "added" or path in predicted_paths:
                 continue

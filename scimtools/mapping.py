@@ -14,6 +14,7 @@ bench: a side-by-side table of sent, stored and returned values.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
@@ -379,13 +380,17 @@ def _prune(doc: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _canonical_keys(value: Any) -> Any:
-    if isinstance(value, Mapping):
+    if isinstance(value, dict):
         return {
-            _CANONICAL.get(str(k).lower(), k): _canonical_keys(v)
+            _CANONICAL.get(k.lower(), k) if isinstance(k, str) else k: (
+                _canonical_keys(v) if isinstance(v, dict | list) else v
+            )
             for k, v in value.items()
         }
     if isinstance(value, list):
-        return [_canonical_keys(v) for v in value]
+        return [_canonical_keys(v) if isinstance(v, dict | list) else v for v in value]
+    if isinstance(value, Mapping):
+        return _canonical_keys(dict(value))
     return value
 
 
@@ -405,10 +410,15 @@ def normalise_phone(value: Any, *, region: str = "US") -> str | None:
     >>> normalise_phone("call me") is None
     True
     """
-    import phonenumbers
-
     if not isinstance(value, str) or not value.strip():
         return None
+    return _parse_phone(value, region)
+
+
+@functools.lru_cache(maxsize=262_144)
+def _parse_phone(value: str, region: str) -> str | None:
+    import phonenumbers
+
     try:
         number = phonenumbers.parse(value, region)
     except phonenumbers.NumberParseException:
