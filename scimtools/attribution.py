@@ -57,6 +57,8 @@ __all__ = [
     "ClientView",
     "attribute_tenant",
     "client_view_from_frame",
+    "isin",
+    "join_values",
     "match_groups",
     "match_users",
     "normalise_phone",
@@ -366,9 +368,14 @@ def _from_scim(resource: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _fold(values: pd.Series) -> pd.Series:
-    """Casefold, strip and drop accents; empty strings become NaN."""
-    text = values.astype("str").str.strip().str.casefold()
-    text = text.str.normalize("NFKD").str.replace(r"[^\x00-\x7f]", "", regex=True)
+    """Lower-case, strip and drop accents; empty strings become NaN."""
+    text = values.astype("str").str.strip().str.lower()
+    accented = text.str.contains(r"[^\x00-\x7f]", regex=True).fillna(False)
+    if accented.any():
+        folded = text[accented].str.normalize("NFKD")
+        text = text.where(
+            ~accented, folded.str.replace(r"[^\x00-\x7f]", "", regex=True)
+        )
     return text.where(text.str.len() > 0)
 
 
@@ -395,6 +402,53 @@ def _full_name(frame: pd.DataFrame) -> pd.Series:
     folded = _fold(name).str.replace(r"[^a-z0-9 ]", "", regex=True)
     folded = folded.str.replace(r"\s+", " ", regex=True).str.strip()
     return folded.where(folded.str.len() > 0)
+
+
+def isin(values: Any, allowed: Any) -> np.ndarray:
+    """Return ``values.isin(allowed)`` as a NumPy array, fast for text too.
+
+    pandas' ``str`` dtype builds a Python scalar per allowed value in ``isin``;
+    object arrays go through the hash table.
+
+    Examples
+    --------
+    >>> isin(pd.Series(["a", "b", None]), ["b"]).tolist()
+    [False, True, False]
+    """
+    left = pd.Series(np.asarray(values, dtype=object), dtype=object)
+    right = pd.Series(
+        np.asarray(
+            list(allowed) if isinstance(allowed, set) else allowed, dtype=object
+        ),
+        dtype=object,
+    )
+    return left.isin(right).to_numpy()
+
+
+def join_values(keys: pd.Series, values: pd.Series) -> pd.Series:
+    """Return the sorted, comma-joined distinct ``values`` of each key.
+
+    Vectorised for the few distinct values client names take.
+
+    Examples
+    --------
+    >>> join_values(pd.Series(["u1", "u1", "u2"]), pd.Series(["okta", "entra", "okta"]))
+    u1    entra,okta
+    u2          okta
+    dtype: str
+    """
+    frame = pd.DataFrame({"k": keys.to_numpy(), "v": values.to_numpy()}).dropna()
+    distinct = sorted(frame["v"].unique())
+    if len(distinct) > 16:
+        frame = frame.drop_duplicates().sort_values(["k", "v"])
+        return frame.groupby("k")["v"].agg(",".join).rename_axis(None).astype("str")
+
+    index = pd.Index(frame["k"].unique())
+    joined = pd.Series("", index=index, dtype="str")
+    for value in distinct:
+        has = isin(index, frame.loc[frame["v"] == value, "k"])
+        joined = joined.where(~has, joined + value + ",")
+    return joined.str[:-1].sort_index()
 
 
 def recognise_client(
@@ -595,7 +649,7 @@ def match_users(
             "candidates": pd.Series(np.nan, index=records.index, dtype="str"),
         }
     )
-    by_id = records["tenant_id"].notna() & records["tenant_id"].isin(known)
+    by_id = records["tenant_id"].notna() & isin(records["tenant_id"], known)
     result.loc[by_id, "tenant_id"] = records.loc[by_id, "tenant_id"]
     result.loc[by_id, ["rule", "status"]] = ["id", "matched"]
     result.loc[by_id, "score"] = MATCH_RULES["id"]
@@ -671,8 +725,8 @@ def match_groups(groups: pd.DataFrame, views: Sequence[ClientView]) -> pd.DataFr
     result["rule"] = pd.Series(np.nan, index=records.index, dtype="str")
     result["status"] = "unmatched"
 
-    by_id = records["tenant_id"].notna() & records["tenant_id"].isin(
-        tenant["tenant_id"]
+    by_id = records["tenant_id"].notna() & isin(
+        records["tenant_id"], tenant["tenant_id"]
     )
     result.loc[by_id, "tenant_id"] = records.loc[by_id, "tenant_id"]
     result.loc[by_id, ["rule", "status"]] = ["id", "matched"]
@@ -814,7 +868,7 @@ def attribute_tenant(
 
     matched = users[users["status"] == "matched"][["tenant_id", "client"]]
     matched = matched.drop_duplicates().sort_values(["tenant_id", "client"])
-    joined = matched.groupby("tenant_id")["client"].agg(",".join)
+    joined = join_values(matched["tenant_id"], matched["client"])
     claims = pd.DataFrame({"tenant_id": export.users["id"].astype("str")})
     claims["clients"] = claims["tenant_id"].map(joined).astype("str")
     claims["claims"] = (

@@ -74,6 +74,8 @@ from scimtools.attribution import (
     _records,
     _tenant_addresses,
     attribute_tenant,
+    isin,
+    join_values,
     normalise_phone,
     recognise_client,
 )
@@ -223,13 +225,8 @@ def _pick(long: pd.DataFrame, by: str, order: Sequence[str]) -> pd.DataFrame:
 
 
 def _joined(long: pd.DataFrame, by: str, column: str) -> pd.Series:
-    return (
-        long[[by, column]]
-        .drop_duplicates()
-        .sort_values([by, column])
-        .groupby(by)[column]
-        .agg(",".join)
-    )
+    """The sorted, comma-joined distinct values of ``column`` per ``by``."""
+    return join_values(long[by], long[column])
 
 
 def _frame(kind: str, **columns: Any) -> pd.DataFrame:
@@ -370,11 +367,14 @@ def _shared_ownership(shared: pd.DataFrame, precedence: Mapping[str, Any]) -> An
         return shared
     owner = _pick(shared, "tenant_id", _order(precedence, "owner"))
     clients = _joined(shared, "tenant_id", "client")
-    rules = shared.groupby("tenant_id")[["client", "key", "rule", "score"]].apply(
-        lambda g: g.to_dict("records")
-    )
+    rules: dict[str, list[dict[str, Any]]] = {}
+    columns = ["tenant_id", "client", "key", "rule", "score"]
+    for tenant_id, client, key, rule, score in shared[columns].itertuples(index=False):
+        rules.setdefault(tenant_id, []).append(
+            {"client": client, "key": key, "rule": rule, "score": score}
+        )
     ids = owner["tenant_id"]
-    evidence = [{"claims": c} for c in rules.reindex(ids)]
+    evidence = [{"claims": rules[i]} for i in ids]
     resolution = [
         {
             "action": "assign_owner",
@@ -633,7 +633,7 @@ def _claimed_inactive(
     claimed: pd.DataFrame, tenant: pd.DataFrame, precedence: Mapping[str, Any]
 ) -> pd.DataFrame:
     inactive = tenant["active"].astype("boolean").eq(False).fillna(False)
-    long = claimed[claimed["tenant_id"].isin(tenant.index[inactive.to_numpy()])]
+    long = claimed[isin(claimed["tenant_id"], tenant.index[inactive.to_numpy()])]
     believes = long["active"].astype("boolean").fillna(True)
     anyone_off = (~believes).groupby(long["tenant_id"]).transform("any")
     long = long[~anyone_off]
@@ -913,11 +913,15 @@ def _duplicates(
         ",".join(sorted(p)) for p in zip(a["tenant_id"], b["tenant_id"], strict=True)
     ]
 
-    groups_of = (
-        export.memberships.groupby("user_id")["group_id"].agg(lambda s: sorted(set(s)))
-        if len(export.memberships)
-        else pd.Series(dtype="object")
-    )
+    moving = export.memberships[isin(export.memberships["user_id"], drop)]
+    groups_of: dict[str, list[str]] = {}
+    for group_id, user_id in (
+        moving[["group_id", "user_id"]]
+        .drop_duplicates()
+        .sort_values(["user_id", "group_id"])
+        .itertuples(index=False)
+    ):
+        groups_of.setdefault(user_id, []).append(group_id)
     evidence = [
         {
             "records": [
@@ -1039,18 +1043,17 @@ def _group_conflicts(
 
     group_clients = _joined(shared, "tenant_id", "client")
     members = attribution.members
-    members = members[members["group_id"].isin(group_clients.index)]
+    members = members[isin(members["group_id"], group_clients.index)]
     members = members[
         members.set_index(["group_id", "client"]).index.isin(
             shared.set_index(["tenant_id", "client"]).index
         )
     ]
-    per_member = (
-        members.sort_values(["group_id", "user_id", "client"])
-        .groupby(["group_id", "user_id"])["client"]
-        .agg(",".join)
-        .rename("listed_by")
-        .reset_index()
+    pair = members["group_id"] + "," + members["user_id"]
+    listed = join_values(pair, members["client"])
+    per_member = pd.DataFrame({"pair": listed.index, "listed_by": listed.to_numpy()})
+    per_member[["group_id", "user_id"]] = per_member["pair"].str.split(
+        ",", n=1, expand=True
     )
     per_member["claimers"] = per_member["group_id"].map(group_clients)
     differ = per_member[per_member["listed_by"] != per_member["claimers"]].copy()
