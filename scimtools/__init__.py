@@ -62,6 +62,7 @@ from scimtools.frames import (
     phones_frame,
     users_frame,
 )
+from scimtools.journal import Journal, JournalError
 from scimtools.mapping import (
     LambdaModel,
     bench_lambda,
@@ -69,6 +70,26 @@ from scimtools.mapping import (
     load_lambdas,
 )
 from scimtools.paging import ExportResult, Partition, export_resources, iter_pages
+from scimtools.plan import (
+    OPS,
+    PlanError,
+    approve_rows,
+    check_plan,
+    make_plan,
+    order_plan,
+    read_plan,
+    validate_plan,
+    write_plan,
+)
+from scimtools.push import (
+    MassChangeError,
+    RunSummary,
+    apply_plan,
+    dry_run,
+    resource_diffs,
+    resume_run,
+    rollback_run,
+)
 
 __version__ = "0.1.0"
 
@@ -92,14 +113,20 @@ __all__ = [
     "ForbiddenError",
     "IncompleteExportError",
     "InsecureTransportError",
+    "Journal",
+    "JournalError",
     "LambdaModel",
+    "MassChangeError",
     "MissingPermissionError",
     "NotFoundError",
     "OPERATIONS",
+    "OPS",
     "PERMISSIONS",
     "Page",
     "Partition",
+    "PlanError",
     "RateLimitedError",
+    "RunSummary",
     "SCIMClient",
     "SCIMServerError",
     "SCIMToolsError",
@@ -111,13 +138,17 @@ __all__ = [
     "TokenExpiredError",
     "TokenExpiresSoonWarning",
     "UnauthorizedError",
+    "apply_plan",
+    "approve_rows",
     "attribute_tenant",
     "audit_tenant",
     "bench_lambda",
+    "check_plan",
     "client_view_from_frame",
     "compare_resources",
     "connect",
     "describe_token",
+    "dry_run",
     "emails_frame",
     "export_resources",
     "export_tenant",
@@ -128,11 +159,19 @@ __all__ = [
     "load_idp_views",
     "load_lambdas",
     "load_settings",
+    "make_plan",
     "memberships_frame",
     "missing_permissions",
+    "order_plan",
     "phones_frame",
     "read_client_view",
+    "read_plan",
     "require_permissions",
+    "resource_diffs",
+    "resume_run",
+    "rollback_run",
     "tenant_frames",
     "users_frame",
+    "validate_plan",
+    "write_plan",
 ]
