@@ -14,6 +14,8 @@ bench: a side-by-side table of sent, stored and returned values.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import functools
 import json
 import logging
@@ -265,7 +267,7 @@ class LambdaModel:
 
         for start in range(0, len(payloads), _BATCH):
             batch = [(_bind(p),) for p in payloads[start : start + _BATCH]]
-            users.extend(r["user"] for r in runner.run("userRequest", batch))
+            users.extend(r["user"] for r in _run(runner, "userRequest", batch))
         return users
 
     def to_scim(
@@ -291,7 +293,7 @@ class LambdaModel:
                     scim.update({k: v for k, v in prefill[start + offset].items() if v})
                 scim["meta"] = {"resourceType": self.resource}
                 batch.append((scim, _stored(user)))
-            out.extend(_prune(r) for r in runner.run("userResponse", batch))
+            out.extend(_prune(r) for r in _run(runner, "userResponse", batch))
         return out
 
     def predict(self, payloads: Sequence[Mapping[str, Any]]) -> list[dict]:
@@ -320,6 +322,17 @@ class LambdaModel:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _run(runner: Any, slot: str, batch: list[tuple[Any, ...]]) -> list[Any]:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return runner.run(slot, batch)
+    # mini-racer refuses timeouts inside a running event loop (Jupyter's), so
+    # the call goes to a worker thread, which has none.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(runner.run, slot, batch).result()
 
 
 def load_lambdas(
@@ -752,7 +765,7 @@ def bench_lambda(
                     "payload": label,
                     "path": diff.path,
                     "sent": _show(diff.sent),
-                    "stored": _stored_field(stored, diff.sent, diff.other),
+                    "stored": _stored_field(stored, diff.sent, diff.other, diff.path),
                     "returned": _show(diff.other),
                     "status": diff.status,
                 }
@@ -771,11 +784,22 @@ def _flat_user(user: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def _stored_field(stored: Mapping[str, Any], sent: Any, returned: Any) -> Any:
+_FIELD_HINTS = {
+    "emails": "email",
+    "phoneNumbers": "mobilePhone",
+    "userName": "username",
+}
+
+
+def _stored_field(
+    stored: Mapping[str, Any], sent: Any, returned: Any, path: str = ""
+) -> Any:
+    hint = _FIELD_HINTS.get(path.split("[")[0].split(".")[0])
+    fields = sorted(stored.items(), key=lambda item: item[0] != hint)
     for wanted in (returned, sent):
         if _blank(wanted):
             continue
-        for field, value in stored.items():
+        for field, value in fields:
             if value == wanted or str(value) == str(wanted):
                 return f"{field}={_show(value)}"
     return None
