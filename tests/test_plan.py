@@ -291,3 +291,36 @@ def test_with_an_approved_column_an_empty_cell_is_not_approved() -> None:
 
 def test_an_empty_plan_is_valid() -> None:
     assert validate_plan(pd.DataFrame()).empty
+
+
+def test_the_review_panel_filters_and_approves_rows() -> None:
+    from scimtools.widgets import review_plan
+
+    plan = make_plan(
+        [
+            patch("u1", "title", "a", approved=False, severity="high", kind="x"),
+            patch("u2", "title", "b", approved=False, severity="low", kind="x"),
+        ]
+    )
+    panel = review_plan(plan)
+
+    panel.filters["severity"].value = "low"
+    panel._set_shown(True)
+    panel.filters["severity"].value = "(all)"
+    first_box = panel.rows.children[0].children[0]
+    first_box.value = True
+
+    assert panel.plan["approved"].tolist() == [True, True]
+    assert panel.counts.value == "2 shown; 2 of 2 approved"
+
+
+def test_the_package_does_not_import_ipywidgets() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, scimtools; print('ipywidgets' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+
+    assert out.stdout.strip() == "False"
