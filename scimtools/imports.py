@@ -41,10 +41,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pandas as pd
 
 from scimtools.client import SCIMClient
-from scimtools.errors import NotFoundError, SCIMToolsError
+from scimtools.errors import NotFoundError, SCIMServerError, SCIMToolsError
 from scimtools.frames import COLUMNS, USER_SCHEMA, read_path
 from scimtools.journal import FINAL_STATES, Journal, JournalError
 from scimtools.mapping import LambdaModel, compare_resources, normalise_phone
@@ -1106,41 +1107,156 @@ class StagedImport:
 
     def _write_members(
         self, stage: int, rows: list[dict[str, Any]], users: RunSummary | None
-    ) -> RunSummary | None:
-        def build() -> list[dict[str, Any]]:
-            ids = self._user_ids(stage)
-            groups = self._group_ids() if any(r["groups"] for r in rows) else {}
-            plan = []
-            for row in rows:
-                user = ids.get(row["row"])
-                for position, name in enumerate(row["groups"]):
-                    group = groups.get(name.casefold())
-                    if user is None or group is None:
-                        continue
-                    plan.append(
-                        {
-                            "op_id": f"member-{row['row']}-{position}",
-                            "op": "add_member",
-                            "resource_type": "Group",
-                            "resource_id": group,
-                            "value": user,
-                            "reason": f"{name} in the source",
-                        }
-                    )
-            return plan
+    ) -> dict[str, tuple[str, int]]:
+        """Add the stage's users to their groups: one PATCH per group and chunk.
 
-        if users is None:
-            return None
-        return self._apply(
-            self._run_id(stage, "members"), build, f"stage {stage} members"
+        FusionAuth renders, patches and stores the whole group on each PATCH,
+        so one request per member is slow for large groups. Each request is
+        journaled (run ``<import>.s<k>.members``) with the members it adds, and
+        made from a fresh read that leaves out those already there; a request
+        whose answer was lost is settled by reading the group again.
+
+        Returns
+        -------
+        dict
+            ``{op_id: (state, members added)}``.
+        """
+        wanted: dict[str, tuple[str, list[str]]] = {}
+        ids = self._user_ids(stage)
+        for row in rows:
+            user = ids.get(row["row"])
+            for name in row["groups"]:
+                entry = wanted.setdefault(name.casefold(), (name, []))
+                if user is not None and user not in entry[1]:
+                    entry[1].append(user)
+        if users is None or not wanted:
+            return {}
+
+        run_id = self._run_id(stage, "members")
+        self.journal.start_run(
+            run_id, kind="members", parent_run_id=self.import_id, meta={}
         )
+        groups = self._group_ids()
+        work = []
+        for key, (name, members) in sorted(wanted.items()):
+            for start in range(0, len(members), _MEMBER_CHUNK):
+                chunk = members[start : start + _MEMBER_CHUNK]
+                op_id = f"group-{_slug(name)}-{start // _MEMBER_CHUNK + 1}"
+                work.append((op_id, name, groups.get(key), chunk))
+
+        out: dict[str, tuple[str, int]] = {}
+        lock = threading.Lock()
+
+        def run(item: tuple[str, str, str | None, list[str]]) -> None:
+            op_id, name, group, chunk = item
+            result = self._add_members(run_id, op_id, name, group, chunk)
+            with lock:
+                out[op_id] = result
+
+        with self._progress(run_id, len(work), f"stage {stage} members"):
+            workers = max(1, int(self.settings["concurrency"]))
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                list(pool.map(run, work))
+        self.journal.finish_run(run_id, "finished")
+        return out
+
+    def _add_members(
+        self,
+        run_id: str,
+        op_id: str,
+        name: str,
+        group: str | None,
+        chunk: list[str],
+    ) -> tuple[str, int]:
+        journal = self.journal
+        previous = journal.operation(run_id, op_id)
+        if previous is not None and previous["state"] in FINAL_STATES:
+            return previous["state"], len((previous["request"] or {}).get("added", []))
+        if group is None:
+            journal.record_answer(
+                run_id,
+                op_id,
+                "failed",
+                op="add_members",
+                resource_type="Group",
+                reason=f"group {name!r} does not exist (its create failed)",
+            )
+            return "failed", 0
+
+        added_before = list(((previous or {}).get("request") or {}).get("added", []))
+        try:
+            current = self.client.get("Groups", group)
+            have = {m.get("value") for m in current.get("members") or []}
+            missing = [u for u in chunk if u not in have]
+            added = added_before + [u for u in missing if u not in added_before]
+            if not missing:
+                state = "applied" if added else "unchanged"
+                journal.record_answer(
+                    run_id,
+                    op_id,
+                    state,
+                    op="add_members",
+                    resource_type="Group",
+                    resource_id=group,
+                    reason="found applied" if added else "already members",
+                )
+                return state, len(added)
+            operations = [
+                {
+                    "op": "add",
+                    "path": "members",
+                    "value": [{"value": u} for u in missing],
+                }
+            ]
+            journal.record_sent(
+                run_id,
+                op_id,
+                op="add_members",
+                resource_type="Group",
+                resource_id=group,
+                before={"members": sorted(have & set(chunk))},
+                request={"method": "PATCH", "body": operations, "added": added},
+            )
+            self.client.patch("Groups", group, operations, reread=False)
+        except (SCIMServerError, *_AMBIGUOUS) as exc:
+            return self._settle_members(run_id, op_id, group, chunk, exc)
+        journal.record_answer(
+            run_id, op_id, "applied", status=200, resource_id=group, op="add_members"
+        )
+        return "applied", len(added)
+
+    def _settle_members(
+        self, run_id: str, op_id: str, group: str, chunk: list[str], exc: Exception
+    ) -> tuple[str, int]:
+        """After an answer that does not say whether the members landed, look."""
+        reason = f"{type(exc).__name__}: {exc}"[:300]
+        status = getattr(exc, "status", None)
+        try:
+            current = self.client.get("Groups", group)
+            have = {m.get("value") for m in current.get("members") or []}
+        except (SCIMServerError, *_AMBIGUOUS):
+            have = set()
+        previous = self.journal.operation(run_id, op_id) or {}
+        added = (previous.get("request") or {}).get("added", [])
+        state = "applied" if set(chunk) <= have else "failed"
+        self.journal.record_answer(
+            run_id,
+            op_id,
+            state,
+            status=status,
+            reason=reason + ("; found applied" if state == "applied" else ""),
+            op="add_members",
+            resource_type="Group",
+            resource_id=group,
+        )
+        return state, len(added) if state == "applied" else 0
 
     def _audit(
         self,
         stage: int,
         rows: list[dict[str, Any]],
         users: RunSummary | None,
-        members: RunSummary | None,
+        members: dict[str, tuple[str, int]],
     ) -> StageResult:
         outcomes = _outcomes(users)
         ids = self._user_ids(stage)
@@ -1165,13 +1281,8 @@ class StagedImport:
                         "reason": reason,
                     }
                 )
-        member_outcomes = _outcomes(members)
-        counts["memberships"] = sum(
-            1 for o in member_outcomes.values() if o[0] in ("applied", "unchanged")
-        )
-        failed_members = sum(
-            1 for o in member_outcomes.values() if o[0] in ("failed", "stale")
-        )
+        counts["memberships"] = sum(n for _, n in members.values())
+        failed_members = sum(1 for state, _ in members.values() if state == "failed")
         audit = self.read_back(rows, ids)
         mismatched = audit["row"].nunique() if len(audit) else 0
         audited = sum(1 for row in rows if row["row"] in ids)
@@ -1241,10 +1352,9 @@ class StagedImport:
         is left alone (reported as stale by `scimtools.push.rollback_run`).
         """
         summaries = []
-        for part in ("members", "users"):
-            run_id = self._run_id(stage, part)
-            if self.journal.run(run_id, missing_ok=True) is None:
-                continue
+        failed = self._remove_members(stage)
+        run_id = self._run_id(stage, "users")
+        if self.journal.run(run_id, missing_ok=True) is not None:
             rollback_id = f"{run_id}.rollback"
             if self.journal.run(rollback_id, missing_ok=True) is not None:
                 summary = resume_run(self.client, self.journal, rollback_id)
@@ -1258,7 +1368,7 @@ class StagedImport:
                     rate_limit=self.settings["rate_limit"],
                 )
             summaries.append(summary)
-        failed = sum(s.failed + s.stale for s in summaries)
+        failed += sum(s.failed + s.stale for s in summaries)
         self.journal.record_answer(
             self.import_id,
             f"rollback-{stage}",
@@ -1270,7 +1380,76 @@ class StagedImport:
         )
         return summaries
 
+    def _remove_members(self, stage: int) -> int:
+        """Take the members a stage added out of their groups; return failures."""
+        run_id = self._run_id(stage, "members")
+        if self.journal.run(run_id, missing_ok=True) is None:
+            return 0
+        rollback_id = f"{run_id}.rollback"
+        self.journal.start_run(rollback_id, kind="rollback", parent_run_id=run_id)
+        done = self.journal.states(rollback_id)
+        failed = 0
 
+        for rec in self.journal.operations(run_id).itertuples():
+            added = (rec.request or {}).get("added", [])
+            if (
+                rec.state != "applied"
+                or not added
+                or done.get(rec.op_id)
+                in (
+                    "applied",
+                    "unchanged",
+                )
+            ):
+                continue
+            try:
+                current = self.client.get("Groups", rec.resource_id)
+            except NotFoundError:
+                current = {}
+            have = {m.get("value") for m in current.get("members") or []}
+            present = [u for u in added if u in have]
+            if not present:
+                self.journal.record_answer(
+                    rollback_id,
+                    rec.op_id,
+                    "unchanged",
+                    op="remove_members",
+                    resource_type="Group",
+                    resource_id=rec.resource_id,
+                )
+                continue
+            operations = [
+                {"op": "remove", "path": f'members[value eq "{u}"]'} for u in present
+            ]
+            self.journal.record_sent(
+                rollback_id,
+                rec.op_id,
+                op="remove_members",
+                resource_type="Group",
+                resource_id=rec.resource_id,
+                before={"members": present},
+                request={"method": "PATCH", "body": operations},
+            )
+            try:
+                self.client.patch("Groups", rec.resource_id, operations, reread=False)
+                state = "applied"
+            except (SCIMServerError, *_AMBIGUOUS):
+                state = "failed"
+                failed += 1
+            self.journal.record_answer(
+                rollback_id,
+                rec.op_id,
+                state,
+                op="remove_members",
+                resource_type="Group",
+                resource_id=rec.resource_id,
+            )
+        self.journal.finish_run(rollback_id, "finished")
+        return failed
+
+
+_MEMBER_CHUNK = 200
+_AMBIGUOUS = (httpx.TransportError,)
 _COUNT_NAMES = ("created", "updated", "unchanged", "skipped", "failed", "memberships")
 
 
