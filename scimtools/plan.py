@@ -50,7 +50,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -69,10 +71,14 @@ __all__ = [
     "make_plan",
     "order_plan",
     "plan_fingerprint",
+    "plan_from_conflicts",
+    "plan_from_findings",
     "read_plan",
     "validate_plan",
     "write_plan",
 ]
+
+logger = logging.getLogger(__name__)
 
 #: The operations a plan may hold.
 OPS: tuple[str, ...] = (
@@ -713,3 +719,151 @@ def enterprise_path(attribute: str) -> str:
     ':department'
     """
     return f"{ENTERPRISE}:{attribute}"
+
+
+# -- plans from the audit's findings and the conflicts' resolutions ------------------
+
+_MEMBER_PATH = re.compile(r'^members\[value eq "([^"]+)"\]$')
+_ENDPOINT_TYPES = {"Users": "User", "EnterpriseUsers": "EnterpriseUser"}
+_ENDPOINT_TYPES["Groups"] = "Group"
+
+
+def _finding_rows(finding: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Rules: one finding's data fix as plan rows; [] when it is not expressible."""
+    if finding.get("fix") != "data":
+        return []
+    path = finding.get("fix_path")
+    rtype = _normalise_type(finding.get("resource_type"))
+    value = _from_cell(finding.get("fix_value"))
+    if is_empty(path) or is_empty(finding.get("resource_id")):
+        return []
+    base = {
+        "resource_type": rtype,
+        "resource_id": finding["resource_id"],
+        "reason": finding.get("kind"),
+        "source": finding.get("finding_id"),
+        "approved": False,
+        "kind": finding.get("kind"),
+        "client": finding.get("client"),
+        "severity": finding.get("severity"),
+    }
+    member = _MEMBER_PATH.match(str(path))
+    if rtype == "Group" and member and value is None:
+        return [{**base, "op": "remove_member", "value": member.group(1)}]
+    if value is None:
+        return []  # a person must decide the value
+    if isinstance(value, dict) and set(value) == {"value"}:
+        path, value = f"{path}.value", value["value"]  # manager as an object
+    path = {"emails.value": "emails[primary].value"}.get(str(path), str(path))
+    if path not in allowed_paths(str(rtype)):
+        return []
+    if path == "active" and value is False:
+        return [{**base, "op": "deactivate", "expected": True}]
+    kept = finding.get("kept")
+    expected = kept if isinstance(kept, str) and kept and "[" not in path else None
+    return [{**base, "op": "patch", "path": path, "value": value, "expected": expected}]
+
+
+def plan_from_findings(findings: pd.DataFrame) -> pd.DataFrame:
+    """Build an unapproved plan from the data fixes of `scimtools.audit` findings.
+
+    Declared rules, one finding at a time: a member to drop from a group
+    (``members[value eq "<id>"]`` without a value) becomes ``remove_member``;
+    ``active`` set to false becomes ``deactivate``; a manager given as a bare
+    string becomes a patch of ``manager.value``; any other fix with a value on a
+    path of `allowed_paths` becomes a ``patch`` whose ``expected`` is the value
+    the tenant held (``kept``). Fixes of lambdas, fixes without a value (a
+    person must decide) and paths the plan cannot write are left out and
+    counted in the log. ``source`` is the ``finding_id``.
+
+    Examples
+    --------
+    >>> findings = pd.DataFrame([
+    ...     {"finding_id": "f1", "kind": "member_not_found", "severity": "high",
+    ...      "resource_type": "Group", "resource_id": "g1", "fix": "data",
+    ...      "fix_path": 'members[value eq "u9"]', "fix_value": None},
+    ...     {"finding_id": "f2", "kind": "dropped_by_lambda", "resource_type": "User",
+    ...      "resource_id": "u1", "fix": "lambda", "fix_path": "title"}])
+    >>> plan = plan_from_findings(findings)
+    >>> plan[["op", "value", "source", "approved"]].values.tolist()
+    [['remove_member', 'u9', 'f1', False]]
+    """
+    rows: list[dict[str, Any]] = []
+    left_out: dict[str, int] = {}
+    for finding in findings.to_dict("records"):
+        made = _finding_rows(finding)
+        if not made and finding.get("fix") != "none":
+            kind = str(finding.get("kind"))
+            left_out[kind] = left_out.get(kind, 0) + 1
+        rows += made
+    if left_out:
+        logger.info("Findings left out of the plan, by kind: %s", left_out)
+    return make_plan(_with_op_ids(rows, "f"))
+
+
+def _with_op_ids(rows: list[dict[str, Any]], prefix: str) -> list[dict[str, Any]]:
+    for i, row in enumerate(rows):
+        row["op_id"] = f"{prefix}-{row.get('source')}-{i + 1:04d}"
+    return rows
+
+
+def _conflict_rows(conflict: Mapping[str, Any]) -> list[dict[str, Any]]:
+    resolution = conflict.get("resolution")
+    if not isinstance(resolution, Mapping):
+        return []
+    base = {
+        "reason": f"{conflict.get('kind')}: {resolution.get('action')}",
+        "source": conflict.get("conflict_id"),
+        "approved": False,
+        "kind": conflict.get("kind"),
+        "client": resolution.get("winner"),
+        "severity": conflict.get("severity"),
+    }
+    rows = []
+    for operation in resolution.get("operations") or []:
+        rtype = _ENDPOINT_TYPES.get(str(operation.get("endpoint")))
+        method = str(operation.get("method", "")).upper()
+        target = {**base, "resource_type": rtype, "resource_id": operation.get("id")}
+        path, value = operation.get("path"), operation.get("value")
+        op = str(operation.get("op", "")).lower()
+        member = _MEMBER_PATH.match(str(path))
+        if method == "DELETE":
+            rows.append({**target, "op": "delete"})
+        elif rtype == "Group" and op == "add" and path == "members":
+            for item in value or []:
+                rows.append({**target, "op": "add_member", "value": item.get("value")})
+        elif rtype == "Group" and op == "remove" and member:
+            rows.append({**target, "op": "remove_member", "value": member.group(1)})
+        elif path == "active" and value is False:
+            rows.append({**target, "op": "deactivate"})
+        else:
+            rows.append({**target, "op": "patch", "path": path, "value": value})
+    return rows
+
+
+def plan_from_conflicts(conflicts: pd.DataFrame) -> pd.DataFrame:
+    """Build an unapproved plan from the resolutions of `scimtools.conflicts`.
+
+    Each resolution's SCIM ``operations`` become rows: DELETE becomes
+    ``delete``, a PATCH adding group members one ``add_member`` per member, a
+    PATCH removing ``members[value eq "<id>"]`` a ``remove_member``, ``active``
+    set to false a ``deactivate``, any other PATCH replace a ``patch``.
+    ``client_actions`` (what the IdPs must change) are not tenant writes and stay
+    in the conflicts frame. ``source`` is the ``conflict_id``; validate the
+    plan before running it (two resolutions can contradict each other).
+
+    Examples
+    --------
+    >>> conflicts = pd.DataFrame([{"conflict_id": "c1", "kind": "duplicate_identity",
+    ...     "severity": "high", "resolution": {"action": "merge_users",
+    ...     "winner": "okta", "operations": [
+    ...         {"method": "PATCH", "endpoint": "Groups", "id": "g1", "op": "add",
+    ...          "path": "members", "value": [{"value": "u1"}]},
+    ...         {"method": "DELETE", "endpoint": "Users", "id": "u2"}]}}])
+    >>> plan_from_conflicts(conflicts)[["op", "resource_id", "value"]].values.tolist()
+    [['add_member', 'g1', 'u1'], ['delete', 'u2', None]]
+    """
+    rows: list[dict[str, Any]] = []
+    for conflict in conflicts.to_dict("records"):
+        rows += _conflict_rows(conflict)
+    return make_plan(_with_op_ids(rows, "c"))

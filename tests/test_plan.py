@@ -324,3 +324,74 @@ def test_the_package_does_not_import_ipywidgets() -> None:
     )
 
     assert out.stdout.strip() == "False"
+
+
+def test_a_plan_from_real_audit_findings_validates() -> None:
+    from scimtools.audit import audit_tenant
+    from scimtools.plan import plan_from_findings
+
+    users = [
+        {
+            "id": "u1",
+            "userName": "ada",
+            "active": False,
+            "name": {"givenName": "Ada", "familyName": "King"},
+            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {
+                "manager": "m-7"
+            },
+            "emails": [{"value": "ada@example.com", "primary": True}],
+        }
+    ]
+    groups = [{"id": "g1", "displayName": "G", "members": [{"value": "u9"}]}]
+    findings = audit_tenant(users, groups).findings
+
+    plan = validate_plan(plan_from_findings(findings))
+
+    assert sorted(zip(plan["op"], plan["resource_id"], plan["value"], strict=True)) == [
+        ("patch", "u1", "m-7"),
+        ("remove_member", "g1", "u9"),
+    ]
+    assert set(plan["source"]) <= set(findings["finding_id"])
+    assert not plan["approved"].any()
+
+
+def test_a_plan_from_conflict_resolutions_keeps_their_ids() -> None:
+    from scimtools.plan import plan_from_conflicts
+
+    conflicts = pd.DataFrame(
+        [
+            {
+                "conflict_id": "c1",
+                "kind": "status_disagreement",
+                "severity": "high",
+                "resolution": {
+                    "action": "set_status",
+                    "winner": "okta",
+                    "operations": [
+                        {
+                            "method": "PATCH",
+                            "endpoint": "Users",
+                            "id": "u1",
+                            "op": "replace",
+                            "path": "active",
+                            "value": False,
+                        },
+                        {
+                            "method": "PATCH",
+                            "endpoint": "Groups",
+                            "id": "g1",
+                            "op": "remove",
+                            "path": 'members[value eq "u1"]',
+                        },
+                    ],
+                },
+            }
+        ]
+    )
+
+    plan = validate_plan(plan_from_conflicts(conflicts))
+
+    assert plan[["op", "resource_id", "value", "source", "client"]].values.tolist() == [
+        ["remove_member", "g1", "u1", "c1", "okta"],
+        ["deactivate", "u1", None, "c1", "okta"],
+    ]
