@@ -405,7 +405,6 @@ def test_without_patch_a_group_is_put_whole_from_a_fresh_read(
             }
         ]
     )
-    events = journal.events  # noqa: F841 - the journal holds the PUT body
 
     summary = apply_plan(client, plan, journal, run_id="r1")
 
