@@ -21,7 +21,7 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(VENV)/.installed $@
 
-$(DEMO_DB): $(VENV)/.installed $(wildcard scimtools/demo/*.py scimtools/sandbox/*.py data/demo/*.json data/lambdas/*.js)
+$(DEMO_DB): $(wildcard scimtools/demo/*.py scimtools/sandbox/*.py data/demo/*.json data/lambdas/*.js) | $(VENV)/.installed
 	$(BIN)/scimtools demo build --db $@
 
 demo: $(VENV)/.installed $(DEMO_DB)

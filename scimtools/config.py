@@ -106,9 +106,24 @@ client-credentials grant, or set SCIM_TOKEN for a static token
     """
     values: dict[str, str] = {}
     if env_file is not None and Path(env_file).is_file():
-        values.update({k: v for k, v in dotenv_values(env_file).items() if v})
+        values.update(
+            {k: v for k, v in dotenv_values(env_file).items() if v is not None}
+        )
     source = os.environ if environ is None else environ
-    values.update({k: v for k, v in source.items() if v})
+    values.update({k: v for k, v in source.items() if v is not None})
+
+    # A variable that is set but blank is a half-filled .env, not "nothing
+    # configured": falling back to the demo tenant would audit invented data.
+    blank = [
+        n
+        for n in (*GRANT_VARIABLES, *STATIC_VARIABLES)
+        if n in values and not values[n].strip()
+    ]
+    if blank:
+        raise ConfigError(
+            f"{', '.join(blank)} {'is' if len(blank) == 1 else 'are'} set but empty;"
+            " give each a value, or unset it to use the local sandbox"
+        )
 
     def get(name: str) -> str | None:
         value = values.get(name, "").strip()
@@ -168,7 +183,7 @@ def connect(
     permissions: list[str] | None = None,
     allow_insecure_http: bool = False,
     sandbox_client: str = "auditor",
-    sandbox_copy: bool = False,
+    sandbox_copy: bool | None = None,
     **client_options: Any,
 ) -> SCIMClient:
     """Return a `SCIMClient` for the configured server, or for the local sandbox.
@@ -195,9 +210,11 @@ def connect(
         Sandbox only: the SCIM client entity to authenticate as. ``auditor``
         reads; ``migrator`` holds all 15 permissions; ``okta`` and ``entra``
         are the demo's two IdPs.
-    sandbox_copy : bool, default False
+    sandbox_copy : bool, optional
         Sandbox only: serve a throwaway copy of the demo tenant, so that
-        notebooks that write leave the demo tenant as it was.
+        notebooks that write leave the demo tenant as it was. By default a copy
+        is served to every client but the read-only ``auditor``; pass False to
+        write into the demo tenant itself.
     **client_options
         Passed to `SCIMClient` (``page_size``, ``max_workers``, ``progress``...).
 
@@ -214,6 +231,8 @@ def connect(
         settings = load_settings(env_file, environ=environ)
 
     if settings.mode == "sandbox":
+        if sandbox_copy is None:
+            sandbox_copy = sandbox_client != "auditor"
         return _connect_sandbox(
             environ, permissions, client_options, sandbox_client, sandbox_copy
         )

@@ -297,6 +297,19 @@ def test_static_token_a_day_past_exp_fails_before_sending() -> None:
     assert calls == []
 
 
+@pytest.mark.parametrize("damage", ["truncated", "bad base64"])
+def test_static_token_with_a_damaged_signature_still_has_its_expiry_checked(
+    damage: str,
+) -> None:
+    clock = Clock()
+    header, payload, signature = mint(clock() - 86_400).split(".")
+    signature = signature[:5] if damage == "truncated" else "!!not*base64!!"
+    auth = StaticTokenAuth(f"{header}.{payload}.{signature}", clock=clock)
+
+    with pytest.raises(TokenExpiredError, match="24 hours ago"):
+        auth.check_expiry()
+
+
 def test_static_token_close_to_exp_warns_once() -> None:
     clock = Clock()
     auth = StaticTokenAuth(mint(clock() + 3600), clock=clock, warn_within=7200)

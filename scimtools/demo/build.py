@@ -26,11 +26,14 @@ True
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import datetime as dt
 import json
 import logging
+import os
 import re
+import sqlite3
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -134,20 +137,23 @@ def build_demo(
     db_path = Path(db_path)
     out_dir = db_path.parent
     out_dir.mkdir(parents=True, exist_ok=True)
-    for suffix in ("", "-wal", "-shm", "-journal"):
-        Path(f"{db_path}{suffix}").unlink(missing_ok=True)
+    # Build beside the target and move it in place at the end, so that a sandbox
+    # serving the old tenant never sees a half-built one.
+    building = db_path.with_name(db_path.name + ".building")
+    _remove_database(building)
 
     data = generate_demo(seed=seed, people=people)
     clock = _ReplayClock()
     config = SandboxConfig(clock=clock, id_seed=seed, token_ttl=TOKEN_TTL)
 
-    with Sandbox(db_path, seed_dir=seed_dir, port=0, config=config) as sandbox:
+    with Sandbox(building, seed_dir=seed_dir, port=0, config=config) as sandbox:
         replay = _Replay(sandbox, data, clock, bulk=bulk, sockets=sockets)
         try:
             replay.run()
         finally:
             replay.close()
         counts = sandbox.tenant.counts()
+    _move_database(building, db_path)
 
     views = replay.annotate_views()
     for idp in IDPS:
@@ -180,6 +186,21 @@ def build_demo(
         seconds,
     )
     return report
+
+
+def _remove_database(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+def _move_database(source: Path, target: Path) -> None:
+    """Fold the WAL into ``source`` and move it onto ``target`` atomically."""
+    with contextlib.closing(sqlite3.connect(source)) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        db.execute("PRAGMA journal_mode=DELETE")
+    for suffix in ("-wal", "-shm", "-journal"):
+        Path(f"{target}{suffix}").unlink(missing_ok=True)
+    os.replace(source, target)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
