@@ -451,3 +451,22 @@ def test_the_package_exposes_what_all_names() -> None:
     assert sorted(package.__all__) == package.__all__
     assert set(package.__all__) <= public
     assert public - set(package.__all__) <= {"build", "generate"}
+
+
+def test_a_sandbox_serving_the_old_tenant_never_sees_a_half_built_one(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "tenant.sqlite"
+    seed_dir = Path(__file__).resolve().parents[1] / "data" / "demo"
+    with Sandbox(db, seed_dir=seed_dir) as old:
+        old.tenant.ingest_users([{"userName": "before@example.com"}])
+
+        build_demo(db, people=60)
+        still_served = old.tenant.counts()["users"]
+
+    with Sandbox(db) as new:
+        rebuilt = new.tenant.counts()["users"]
+
+    assert still_served == 1
+    assert rebuilt >= 60
+    assert sorted(p.name for p in tmp_path.iterdir() if "building" in p.name) == []
