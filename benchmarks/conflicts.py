@@ -194,7 +194,8 @@ def main() -> int:
     print(f"synthetic frames built in {built:.1f} s (not counted)")
     print(f"attribution {attributed:.1f} s; attribution + conflicts {total:.1f} s")
     print(
-        f"peak RSS {peak / 2**20:.2f} GiB (after building the frames {before / 2**20:.2f} GiB)"
+        f"peak RSS {peak / 2**20:.2f} GiB"
+        f" (after building the frames {before / 2**20:.2f} GiB)"
     )
     print(conflicts["kind"].value_counts().sort_index().to_string())
     return 0

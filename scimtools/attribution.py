@@ -369,14 +369,15 @@ def _from_scim(resource: Mapping[str, Any]) -> dict[str, Any]:
 
 def _fold(values: pd.Series) -> pd.Series:
     """Lower-case, strip and drop accents; empty strings become NaN."""
-    text = values.astype("str").str.strip().str.lower()
+    index = values.index
+    text = values.astype("str").str.strip().str.lower().reset_index(drop=True)
     accented = text.str.contains(r"[^\x00-\x7f]", regex=True).fillna(False)
     if accented.any():
         folded = text[accented].str.normalize("NFKD")
         text = text.where(
             ~accented, folded.str.replace(r"[^\x00-\x7f]", "", regex=True)
         )
-    return text.where(text.str.len() > 0)
+    return text.where(text.str.len() > 0).set_axis(index)
 
 
 def normalise_phone(values: pd.Series) -> pd.Series:
