@@ -190,7 +190,7 @@ class _Exporter:
         self.requests = 0
         self.problems: list[str] = []
         self._lock = threading.Lock()
-        self._echo_noted = False
+        self._echoes = 0
         self._bar: Any = None
         self.empty_partitions: list[_Query] = []
         self.latest_total: dict[str | None, int] = {}
@@ -211,14 +211,10 @@ class _Exporter:
                 seen = self.latest_total.get(filter, 0)
                 self.latest_total[filter] = max(seen, page.total_results)
             got = len(page.resources)
-            if (
-                page.items_per_page is not None
-                and page.items_per_page != got
-                and got
-                and not self._echo_noted
-            ):
-                self._echo_noted = True
-                self.note(f"itemsPerPage {page.items_per_page} but {got} resources")
+            if page.items_per_page is not None and page.items_per_page != got and got:
+                # Counted here, noted once at the end: with concurrent pages the
+                # first such page depends on timing, and the report must not.
+                self._echoes += 1
         return page
 
     def note(self, problem: str) -> None:
@@ -534,6 +530,13 @@ class _Exporter:
             if index < len(partitions):
                 partitions[index].fetched = len(query.resources)
 
+        if self._echoes:
+            self.note(
+                f"itemsPerPage differed from the number of resources on"
+                f" {self._echoes} page(s): the server echoes count (RFC 7644"
+                " §3.4.2 says it should be the number returned); paging went by"
+                " the resources received"
+            )
         if duplicates:
             self.note(
                 f"{sum(duplicates.values())} duplicate(s) of {len(duplicates)} id(s)"

@@ -208,8 +208,23 @@ def test_export_continues_past_short_pages_that_echo_count() -> None:
         result = export_resources(client, "Users", count=25, ordered=True)
 
     assert [r["id"] for r in result.resources] == [f"id-{i:06d}" for i in range(30)]
-    assert any("itemsPerPage 25 but 3" in p for p in result.problems)
+    # Ten pages of 3; the last one asked for exactly the 3 left, so 9 echo 25.
+    assert len(result.problems) == 1
+    assert "itemsPerPage differed" in result.problems[0]
+    assert "on 9 page(s)" in result.problems[0]
     assert [c[0] for c in server.calls[:3]] == [1, 4, 7]
+
+
+def test_the_report_of_a_concurrent_export_does_not_depend_on_timing() -> None:
+    server = FakeSCIM(make_users(spread_names(60)), max_page=7)
+    problems = []
+
+    for _ in range(3):
+        with client_for(server) as client:
+            problems.append(export_resources(client, "Users", count=10).problems)
+
+    assert problems[0] == problems[1] == problems[2]
+    assert problems[0]
 
 
 def test_concurrent_export_fills_the_gaps_left_by_short_pages() -> None:
