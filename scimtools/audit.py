@@ -1054,7 +1054,7 @@ def fixes(findings: pd.DataFrame) -> list[dict[str, Any]]:
                 "resource_id": row["resource_id"],
                 "client": row["client"],
                 "path": row["fix_path"],
-                "value": None if value is None else json.loads(value),
+                "value": None if pd.isna(value) else json.loads(value),
             }
         )
     return out

@@ -223,6 +223,18 @@ def test_findings_have_stable_ids_and_the_documented_columns() -> None:
     assert first.findings["finding_id"].is_unique
 
 
+def test_fixes_without_a_value_decode_to_none() -> None:
+    # Under pandas 3 the findings' text columns hold NaN, not None, for "no value".
+    users = [{"id": "u1", "userName": "a"}, {"id": "u2", "userName": "A"}]
+    findings = audit_tenant(users).findings
+
+    decoded = fixes(findings)
+
+    assert findings["fix_value"].isna().all()
+    assert len(decoded) == len(findings) == 8
+    assert {f["value"] for f in decoded} == {None}
+
+
 def test_the_csv_and_the_html_report_hold_every_finding(tmp_path: Path) -> None:
     users = [{"id": "u1", "userName": "<b>a</b>"}]
     audit = audit_tenant(users)
