@@ -1418,9 +1418,10 @@ class StagedImport:
                     resource_id=rec.resource_id,
                 )
                 continue
-            operations = [
-                {"op": "remove", "path": f'members[value eq "{u}"]'} for u in present
-            ]
+            # One remove with the members as its value (as Entra sends it):
+            # FusionAuth resolves it in one go, highest index first.
+            values = [{"value": u} for u in present]
+            operations = [{"op": "remove", "path": "members", "value": values}]
             self.journal.record_sent(
                 rollback_id,
                 rec.op_id,
