@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import sqlite3
 import sys
 import threading
 from collections.abc import Sequence
@@ -15,11 +16,28 @@ def run_sandbox(args: argparse.Namespace) -> int:
     """Serve the sandbox until Ctrl-C, printing its URLs and client ids."""
     from scimtools.sandbox import Sandbox, SandboxConfig
 
+    problem = _sandbox_problem(args)
+    if problem:
+        print(f"scimtools sandbox: {problem}", file=sys.stderr)
+        return 2
     config = SandboxConfig(latency=args.latency_ms / 1000)
+    try:
+        sb = Sandbox(args.db, seed_dir=args.seed, port=args.port, config=config)
+    except (OSError, ValueError, sqlite3.DatabaseError) as exc:
+        print(f"scimtools sandbox: {exc}", file=sys.stderr)
+        return 2
+    try:
+        sb.start()
+    except OSError as exc:
+        sb.stop()
+        print(
+            f"scimtools sandbox: --port {args.port}: {exc.strerror}.", file=sys.stderr
+        )
+        return 2
+
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-
-    with Sandbox(args.db, seed_dir=args.seed, port=args.port, config=config) as sb:
+    try:
         print(f"SCIM base URL:  {sb.base_url}")
         print(f"Token endpoint: {sb.token_url}")
         print(f"SCIM server entity: {sb.server_entity_id}")
@@ -34,7 +52,43 @@ def run_sandbox(args: argparse.Namespace) -> int:
                 pass
         except KeyboardInterrupt:
             pass
+    finally:
+        sb.stop()
     return 0
+
+
+def _sandbox_problem(args: argparse.Namespace) -> str | None:
+    """Return what is wrong with the sandbox verb's options, in one line, or None."""
+    from pathlib import Path
+
+    if not 0 <= args.port <= 65535:
+        return (
+            f"--port {args.port} is not a TCP port; pass 0 to 65535 (0 picks a"
+            " free one)."
+        )
+    if args.latency_ms < 0:
+        return f"--latency-ms {args.latency_ms:g} is negative; pass 0 or more."
+    db = Path(args.db)
+    if db.is_dir():
+        return f"--db {args.db} is a folder; pass the path of a SQLite file."
+    if not db.resolve().parent.is_dir():
+        return (
+            f"--db {args.db}: the folder {db.resolve().parent} does not exist;"
+            " create it first (mkdir -p) or choose another path."
+        )
+    if args.seed is not None:
+        seed = Path(args.seed)
+        if not seed.is_dir():
+            return (
+                f"--seed {args.seed} is not a folder; pass the folder holding"
+                " tenant.json (data/demo by default)."
+            )
+        if not (seed / "tenant.json").is_file():
+            return (
+                f"--seed {args.seed} holds no tenant.json; pass the folder holding"
+                " tenant.json (data/demo by default)."
+            )
+    return None
 
 
 def run_lab(args: argparse.Namespace) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 import uuid
 from pathlib import Path
@@ -732,3 +733,158 @@ def test_ingest_users_with_external_ids_and_resource(fresh_sandbox: Sandbox) -> 
     assert body["externalId"] == "okta-1"
     assert body[ENTERPRISE] == {"division": "R&D"}
     assert body["meta"]["created"] == "2023-01-02T00:00:00.000Z"
+
+
+# --- input limits ------------------------------------------------------------
+
+INVALID_JSON = [{"code": "[invalid]", "message": "Your JSON was invalid"}]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"\xff\xfe", b"caf\xe9", b"\xed\xa0\x80", b"\xc0\xaf"],
+    ids=["ff-fe", "latin-1", "utf8-surrogate", "overlong"],
+)
+def test_invalid_utf8_body_is_400_invalid_json_and_stores_nothing(
+    fresh: httpx.Client, fresh_sandbox: Sandbox, raw: bytes
+) -> None:
+    body = b'{"schemas":["' + USER.encode() + b'"],"userName":"' + raw + b'"}'
+
+    response = fresh.post(
+        "/Users", content=body, headers={"Content-Type": "application/scim+json"}
+    )
+
+    assert response.status_code == 400
+    assert response.json()[FA_ERROR]["generalErrors"] == INVALID_JSON
+    assert response.json()["detail"].startswith("Request failed")
+    assert fresh_sandbox.tenant.counts()["users"] == 0
+
+
+def test_escaped_lone_surrogate_is_400_invalid_json(
+    fresh: httpx.Client, fresh_sandbox: Sandbox
+) -> None:
+    body = b'{"schemas":["' + USER.encode() + b'"],"userName":"a\\udcffb"}'
+
+    response = fresh.post("/Users", content=body)
+
+    assert response.status_code == 400
+    assert response.json()[FA_ERROR]["generalErrors"] == INVALID_JSON
+    assert fresh_sandbox.tenant.counts()["users"] == 0
+
+
+def test_invalid_utf8_is_refused_on_put_and_patch_too(fresh: httpx.Client) -> None:
+    user_id = fresh.post("/Users", json=new_user("ada")).json()["id"]
+    bad = b'{"schemas":["' + USER.encode() + b'"],"userName":"\xff"}'
+
+    put = fresh.put(f"/Users/{user_id}", content=bad)
+    patched = fresh.patch(f"/Users/{user_id}", content=bad)
+
+    assert (put.status_code, patched.status_code) == (400, 400)
+    assert fresh.get(f"/Users/{user_id}").json()["userName"] == "ada"
+
+
+def test_body_above_the_limit_is_413_naming_the_limit(
+    fresh: httpx.Client, fresh_sandbox: Sandbox
+) -> None:
+    huge = new_user("x" * (10 * 1024 * 1024))
+
+    response = fresh.post("/Users", json=huge)
+
+    assert response.status_code == 413
+    assert response.json()["status"] == "413"
+    assert "1,048,576 bytes" in response.json()["detail"]
+    assert "max_body_bytes" in response.json()["detail"]
+    assert fresh_sandbox.tenant.counts()["users"] == 0
+
+
+def test_body_limit_applies_to_chunked_bodies_and_is_a_setting(
+    make_sandbox,  # noqa: ANN001
+    client_for,  # noqa: ANN001
+) -> None:
+    sb = make_sandbox(SandboxConfig(max_body_bytes=1000))
+    body = json.dumps(new_user("y" * 2000)).encode()
+
+    with client_for(sb) as client:
+        chunked = client.post("/Users", content=iter([body[:500], body[500:]]))
+        small = client.post("/Users", json=new_user("small"))
+
+    assert chunked.status_code == 413
+    assert "1,000 bytes" in chunked.json()["detail"]
+    assert small.status_code == 201
+    assert sb.tenant.counts()["users"] == 1
+
+
+@pytest.mark.parametrize(
+    ("user", "field"),
+    [
+        ({"userName": "nul\u0000byte"}, "user.username"),
+        (
+            {
+                "userName": "nul-email",
+                "emails": [{"value": "a\u0000@example.com", "primary": True}],
+            },
+            "user.email",
+        ),
+    ],
+)
+def test_nul_character_in_username_or_email_is_400_naming_the_field(
+    fresh: httpx.Client, fresh_sandbox: Sandbox, user: dict[str, Any], field: str
+) -> None:
+    response = fresh.post("/Users", json={"schemas": [USER], **user})
+
+    assert response.status_code == 400
+    errors = response.json()[FA_ERROR]["fieldErrors"]
+    assert list(errors) == [field]
+    assert errors[field][0]["code"] == f"[invalid]{field}"
+    assert "NUL" in errors[field][0]["message"]
+    assert fresh_sandbox.tenant.counts()["users"] == 0
+
+
+def test_username_and_email_are_limited_to_191_characters(
+    fresh: httpx.Client, fresh_sandbox: Sandbox
+) -> None:
+    at_limit = fresh.post("/Users", json={"schemas": [USER], "userName": "a" * 191})
+    long_name = fresh.post("/Users", json={"schemas": [USER], "userName": "b" * 192})
+    long_email = fresh.post(
+        "/Users",
+        json=new_user(
+            "c", emails=[{"value": "c" * 180 + "@example.com", "primary": True}]
+        ),
+    )
+
+    assert at_limit.status_code == 201
+    assert long_name.status_code == 400
+    assert long_name.json()[FA_ERROR]["fieldErrors"]["user.username"] == [
+        {
+            "code": "[tooLong]user.username",
+            "message": "The [user.username] property is 192 characters long;"
+            " the maximum is 191.",
+        }
+    ]
+    assert long_email.status_code == 400
+    assert list(long_email.json()[FA_ERROR]["fieldErrors"]) == ["user.email"]
+    assert fresh_sandbox.tenant.counts()["users"] == 1
+
+
+def test_field_limit_is_a_setting_and_guards_put_and_patch(
+    make_sandbox,  # noqa: ANN001
+    client_for,  # noqa: ANN001
+) -> None:
+    sb = make_sandbox(SandboxConfig(max_field_length=10))
+    with client_for(sb) as client:
+        user_id = client.post(
+            "/Users", json={"schemas": [USER], "userName": "ten-chars!"}
+        )
+        user_id = user_id.json()["id"]
+        put = client.put(
+            f"/Users/{user_id}", json={"schemas": [USER], "userName": "x" * 11}
+        )
+        patched = client.patch(
+            f"/Users/{user_id}",
+            json=patch({"op": "replace", "path": "userName", "value": "y" * 11}),
+        )
+        kept = client.get(f"/Users/{user_id}").json()["userName"]
+
+    assert (put.status_code, patched.status_code) == (400, 400)
+    assert "user.username" in patched.json()[FA_ERROR]["fieldErrors"]
+    assert kept == "ten-chars!"

@@ -201,3 +201,61 @@ def test_client_repr_hides_the_secret(sandbox: Sandbox) -> None:
 
     assert client.client_secret not in repr(client)
     assert client.client_secret not in repr(sandbox)
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/Users", "/ServiceProviderConfig", "/Schemas", "/ResourceTypes", "/Me"],
+)
+def test_tenant_header_is_checked_on_every_scim_endpoint(
+    sandbox: Sandbox, path: str
+) -> None:
+    token = sandbox.mint_token("auditor")
+    other = "00000000-0000-4000-8000-000000000000"
+
+    def get(tenant: str | None) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {token}"}
+        if tenant is not None:
+            headers["X-FusionAuth-TenantId"] = tenant
+        return httpx.get(sandbox.base_url + path, headers=headers)
+
+    wrong, garbled = get(other), get("nope")
+    matching = get(sandbox.tenant_id)
+
+    assert wrong.status_code == 401
+    assert wrong.json() == UNAUTHORIZED
+    assert garbled.status_code == 400
+    assert "X-FusionAuth-TenantId" in garbled.json()["detail"]
+    assert matching.status_code == (501 if path == "/Me" else 200)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "authenticated"),
+    [
+        ("GET", "/Me", 501),
+        ("GET", "/Me/123", 501),
+        ("GET", "/Nope", 404),
+        ("GET", "", 404),
+        ("OPTIONS", "/Users", 405),
+        ("HEAD", "/Users", 405),
+        ("POST", "/Bulk", 404),
+    ],
+)
+@pytest.mark.parametrize("authorization", [None, "Bearer garbage", "Basic eDp5"])
+def test_every_request_under_the_scim_base_is_authenticated_before_routing(
+    sandbox: Sandbox,
+    method: str,
+    path: str,
+    authenticated: int,
+    authorization: str | None,
+) -> None:
+    headers = {"Authorization": authorization} if authorization else {}
+    good = {"Authorization": f"Bearer {sandbox.mint_token('okta')}"}
+
+    refused = httpx.request(method, sandbox.base_url + path, headers=headers)
+    routed = httpx.request(method, sandbox.base_url + path, headers=good)
+
+    assert refused.status_code == 401
+    if method != "HEAD":
+        assert refused.json() == UNAUTHORIZED
+    assert routed.status_code == authenticated

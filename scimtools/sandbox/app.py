@@ -12,6 +12,7 @@ import importlib.resources
 import json
 import logging
 import time
+import uuid
 from typing import Any
 
 from scim2_models import NotFoundException
@@ -195,6 +196,16 @@ class SandboxApp:
     # --- SCIM ------------------------------------------------------------
 
     def _scim(self, request: Request, path: str, base: str) -> Response:
+        # Authenticate before routing: every request under the SCIM prefix,
+        # whatever its path or method, answers 401 for a bad token or tenant
+        # header before any 404, 405 or 501 (FusionAuth answers 401 for every
+        # authorization failure).
+        self._authorize(request, None)
+        self._check_tenant_header(request)
+        if path == "/Me" or path.startswith("/Me/"):
+            # FusionAuth routes /Me and /Me/{id} but implements none of their
+            # methods.
+            raise _ScimError(501, "The /Me endpoint is not implemented.")
         try:
             target = match(request.method, path)
         except NotFoundException as exc:
@@ -220,7 +231,6 @@ class SandboxApp:
             raise _ScimError(404, f"No SCIM endpoint at [{path}].")
         permission = f"{_PERMISSION_PREFIX[resource]}:{_ACTIONS[operation]}"
         self._authorize(request, permission)
-        self._check_tenant_header(request)
 
         excluded = request.args.get("excludedAttributes")
         if operation == Operation.search:
@@ -244,7 +254,8 @@ class SandboxApp:
             status = 200
         return self._json(status, self._exclude(json.dumps(doc), excluded), base)
 
-    def _authorize(self, request: Request, permission: str) -> None:
+    def _authorize(self, request: Request, permission: str | None) -> None:
+        """Raise the 401 unless the token is good (and holds ``permission``)."""
         try:
             self.issuer.check(request.headers.get("Authorization"), permission)
         except TokenRejected as exc:
@@ -255,8 +266,6 @@ class SandboxApp:
         value = request.headers.get("X-FusionAuth-TenantId")
         if value is None:
             return
-        import uuid
-
         try:
             uuid.UUID(value)
         except ValueError as exc:
@@ -268,11 +277,30 @@ class SandboxApp:
         if value != self.issuer.tenant_id:
             raise _ScimError(401, UNAUTHORIZED)
 
-    @staticmethod
-    def _body(request: Request) -> Any:
+    def _body(self, request: Request) -> Any:
+        """Read the JSON body: at most ``max_body_bytes``, strict UTF-8.
+
+        FusionAuth's HTTP server (java-http) answers a body above its configured
+        maximum with 413 Content Too Large; the sandbox does the same, with a
+        SCIM error body naming the limit. Bytes that are not UTF-8 are malformed
+        JSON (RFC 8259 section 8.1), and so are escaped lone surrogates: 400
+        ``[invalid]``, nothing stored.
+        """
+        limit = self.config.max_body_bytes
+        length = request.content_length
+        if length is not None and length > limit:
+            raise _ScimError(413, self._too_large(length, limit))
+        raw = request.stream.read(limit + 1)
+        if len(raw) > limit:
+            raise _ScimError(413, self._too_large(None, limit))
         try:
-            return json.loads(request.get_data(as_text=True))
+            doc = json.loads(raw.decode("utf-8"))
+            # A lone surrogate escape ("\ud800") decodes to text that no UTF-8
+            # column can store: invalid too, rather than a 500 at the database.
+            json.dumps(doc, ensure_ascii=False).encode("utf-8")
+            return doc
         except (ValueError, BadRequest) as exc:
+            # UnicodeDecodeError and UnicodeEncodeError are ValueErrors.
             raise BadRequestError(
                 "Request failed, see errors for additional details.",
                 general_errors=[
@@ -280,6 +308,15 @@ class SandboxApp:
                 ],
                 field_errors={},
             ) from exc
+
+    @staticmethod
+    def _too_large(length: int | None, limit: int) -> str:
+        size = "is larger" if length is None else f"of {length:,} bytes is larger"
+        return (
+            f"The request body {size} than the limit of {limit:,} bytes"
+            " (SandboxConfig.max_body_bytes). Send a smaller body, or start the"
+            " sandbox with a larger max_body_bytes."
+        )
 
     @staticmethod
     def _exclude(text: str, excluded: str | None) -> str:

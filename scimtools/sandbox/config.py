@@ -55,6 +55,15 @@ class SandboxConfig:
     id_seed
         Seed of the random generator of ids, for deterministic builds; None
         uses random UUIDs.
+    max_body_bytes
+        Largest request body accepted, in bytes (1 MiB). A larger body answers
+        413 Content Too Large, as FusionAuth's HTTP server (java-http) does
+        above its configured maximum request size; nothing is stored.
+    max_field_length
+        Most characters in ``user.username`` and ``user.email`` (191, the
+        VARCHAR(191) of FusionAuth's MySQL-compatible schema: utf8mb4 index
+        limit). Longer values, and values holding a NUL character, answer 400
+        with ``fieldErrors`` naming the field.
 
     Examples
     --------
@@ -75,6 +84,8 @@ class SandboxConfig:
     lambda_timeout: float = 1.0
     clock: Callable[[], dt.datetime] = field(default=utc_now, repr=False)
     id_seed: int | None = None
+    max_body_bytes: int = 1 << 20
+    max_field_length: int = 191
 
     def __post_init__(self) -> None:
         if self.overflow not in ("400", "500", "503", "empty", "truncate"):
@@ -87,6 +98,11 @@ class SandboxConfig:
                 f"empty_resources must be 'absent' or 'empty', not "
                 f"{self.empty_resources!r}"
             )
+        for name in ("max_body_bytes", "max_field_length"):
+            if getattr(self, name) < 1:
+                raise ValueError(
+                    f"{name} must be a positive integer, not {getattr(self, name)!r}"
+                )
         if self.count_above_max not in ("honour", "cap", "reject"):
             raise ValueError(
                 f"count_above_max must be honour, cap or reject, not "

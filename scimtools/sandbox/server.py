@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import threading
 from pathlib import Path
 from types import TracebackType
@@ -30,10 +31,10 @@ def load_seed(seed_dir: str | Path | None = None) -> dict[str, Any]:
     path = directory / "tenant.json"
     try:
         seed = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
+    except FileNotFoundError:
         raise FileNotFoundError(
             f"{path} does not exist; pass seed_dir= a directory holding tenant.json"
-        ) from exc
+        ) from None
     seed["_dir"] = str(directory)
     return seed
 
@@ -82,11 +83,18 @@ class Sandbox:
         port: int = 0,
         config: SandboxConfig | None = None,
     ) -> None:
+        if not 0 <= port <= 65535:
+            raise ValueError(
+                f"port must be between 0 and 65535 (0 picks a free one), not {port}"
+            )
         self.config = config or SandboxConfig()
+        # Read a given seed before opening the database, so that a wrong
+        # seed_dir leaves no new database file behind.
+        given = load_seed(seed_dir) if seed_dir is not None else None
         self.store = Store(db_path)
-        seed = self.store.get_config("seed")
-        if seed is None or seed_dir is not None:
-            seed = load_seed(seed_dir)
+        seed = given or self.store.get_config("seed")
+        if seed is None or given is not None:
+            seed = given or load_seed(None)
             self.store.set_config("seed", seed)
 
         self.tenant_id: str = seed["tenant"]["id"]
@@ -147,16 +155,41 @@ class Sandbox:
         return self.issuer.mint(self.clients[client], permissions, ttl=ttl)
 
     def start(self) -> Sandbox:
-        """Serve in a background thread; return self."""
-        self._server = make_server(
-            "127.0.0.1",
-            self._requested_port,
-            self.app,
-            threaded=True,
-            request_handler=_QuietHandler,
-        )
+        """Serve in a background thread; return self.
+
+        Raises
+        ------
+        OSError
+            When the port cannot be bound (in use, or not allowed).
+        """
+        port = self._requested_port
+        # Bind here rather than in werkzeug, which prints and calls sys.exit(1)
+        # when the port is taken.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("127.0.0.1", port))
+            sock.listen(128)
+        except OSError as exc:
+            sock.close()
+            raise OSError(
+                exc.errno,
+                f"cannot listen on 127.0.0.1:{port} ({exc.strerror}); pass another"
+                " port, or 0 for a free one",
+            ) from None
+        try:
+            self._server = make_server(
+                "127.0.0.1",
+                port,
+                self.app,
+                threaded=True,
+                request_handler=_QuietHandler,
+                fd=sock.fileno(),
+            )
+        finally:
+            sock.close()
         self._server.daemon_threads = True  # type: ignore[attr-defined]
-        self.url = f"http://127.0.0.1:{self._server.server_port}"
+        self.url = f"http://127.0.0.1:{self._server.port}"
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="scimtools-sandbox", daemon=True
         )

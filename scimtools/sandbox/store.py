@@ -191,6 +191,12 @@ class Store:
     """
 
     def __init__(self, path: str | Path) -> None:
+        folder = Path(path).resolve().parent
+        if not folder.is_dir():
+            raise FileNotFoundError(
+                f"The folder {folder} of the database {path} does not exist;"
+                " create it first or choose another path."
+            )
         self.path = str(path)
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
@@ -199,7 +205,14 @@ class Store:
         self.write_lock = threading.RLock()
 
         with self.write_lock:
-            self.db.executescript(_SCHEMA)
+            try:
+                self.db.executescript(_SCHEMA)
+            except sqlite3.DatabaseError as exc:
+                self.close()
+                raise type(exc)(
+                    f"Cannot open the database {path} ({exc}); check that it is a"
+                    " writable SQLite file, or choose another path."
+                ) from exc
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -389,6 +402,30 @@ class Tenant:
                         f"user.{field}",
                         f"[invalid]user.{field}",
                         f"The [user.{field}] property must be a string.",
+                    ),
+                )
+        limit = self.config.max_field_length
+        for field, value in (("username", username), ("email", email)):
+            if not isinstance(value, str):
+                continue
+            if "\x00" in value:
+                raise BadRequestError(
+                    "Request failed, see errors for additional details.",
+                    field_errors=_field_error(
+                        f"user.{field}",
+                        f"[invalid]user.{field}",
+                        f"The [user.{field}] property must not contain a NUL"
+                        " (U+0000) character.",
+                    ),
+                )
+            if len(value) > limit:
+                raise BadRequestError(
+                    "Request failed, see errors for additional details.",
+                    field_errors=_field_error(
+                        f"user.{field}",
+                        f"[tooLong]user.{field}",
+                        f"The [user.{field}] property is {len(value):,} characters"
+                        f" long; the maximum is {limit}.",
                     ),
                 )
         if not username and not email:
