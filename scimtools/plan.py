@@ -761,7 +761,18 @@ def _finding_rows(finding: Mapping[str, Any]) -> list[dict[str, Any]]:
         return [{**base, "op": "deactivate", "expected": True}]
     kept = finding.get("kept")
     expected = kept if isinstance(kept, str) and kept and "[" not in path else None
+    if expected is not None and not isinstance(value, str):
+        expected = _from_cell(expected)  # the audit shows non-text values as JSON
+    base["resource_type"] = _writing_type(str(rtype), path)
     return [{**base, "op": "patch", "path": path, "value": value, "expected": expected}]
+
+
+def _writing_type(resource_type: str, path: Any) -> str:
+    """EnterpriseUser for an enterprise path of a user: /Users drops the extension
+    unless the user's ``schemas`` already lists it, /EnterpriseUsers keeps it."""
+    if resource_type == "User" and str(path).startswith(ENTERPRISE):
+        return "EnterpriseUser"
+    return resource_type
 
 
 def plan_from_findings(findings: pd.DataFrame) -> pd.DataFrame:
@@ -772,7 +783,10 @@ def plan_from_findings(findings: pd.DataFrame) -> pd.DataFrame:
     ``active`` set to false becomes ``deactivate``; a manager given as a bare
     string becomes a patch of ``manager.value``; any other fix with a value on a
     path of `allowed_paths` becomes a ``patch`` whose ``expected`` is the value
-    the tenant held (``kept``). Fixes of lambdas, fixes without a value (a
+    the tenant held (``kept``, decoded from JSON unless the wanted value is a
+    string); enterprise paths are written through ``EnterpriseUser`` (/Users
+    drops the extension of a user whose ``schemas`` lacks it). Fixes of
+    lambdas, fixes without a value (a
     person must decide) and paths the plan cannot write are left out and
     counted in the log. ``source`` is the ``finding_id``.
 
@@ -837,6 +851,7 @@ def _conflict_rows(conflict: Mapping[str, Any]) -> list[dict[str, Any]]:
         elif path == "active" and value is False:
             rows.append({**target, "op": "deactivate"})
         else:
+            target["resource_type"] = _writing_type(str(rtype), path)
             rows.append({**target, "op": "patch", "path": path, "value": value})
     return rows
 
@@ -847,7 +862,8 @@ def plan_from_conflicts(conflicts: pd.DataFrame) -> pd.DataFrame:
     Each resolution's SCIM ``operations`` become rows: DELETE becomes
     ``delete``, a PATCH adding group members one ``add_member`` per member, a
     PATCH removing ``members[value eq "<id>"]`` a ``remove_member``, ``active``
-    set to false a ``deactivate``, any other PATCH replace a ``patch``.
+    set to false a ``deactivate``, any other PATCH replace a ``patch`` (of an
+    ``EnterpriseUser`` for an enterprise path, as in `plan_from_findings`).
     ``client_actions`` (what the IdPs must change) are not tenant writes and stay
     in the conflicts frame. ``source`` is the ``conflict_id``; validate the
     plan before running it (two resolutions can contradict each other).

@@ -395,3 +395,135 @@ def test_a_plan_from_conflict_resolutions_keeps_their_ids() -> None:
         ["remove_member", "g1", "u1", "c1", "okta"],
         ["deactivate", "u1", None, "c1", "okta"],
     ]
+
+
+def test_kept_values_that_are_not_text_are_expected_as_such() -> None:
+    # The audit shows a kept boolean as the text "false"; the tenant holds False.
+    from scimtools.plan import plan_from_findings
+
+    findings = pd.DataFrame(
+        [
+            {
+                "finding_id": "f1",
+                "kind": "lost_although_mapped",
+                "resource_type": "User",
+                "resource_id": "u1",
+                "kept": "false",
+                "fix": "data",
+                "fix_path": "active",
+                "fix_value": "true",
+            },
+            {
+                "finding_id": "f2",
+                "kind": "lost_although_mapped",
+                "resource_type": "User",
+                "resource_id": "u1",
+                "kept": "0042",
+                "fix": "data",
+                "fix_path": "name.familyName",
+                "fix_value": '"King"',
+            },
+        ]
+    )
+
+    plan = plan_from_findings(findings)
+
+    assert plan["expected"].tolist() == [False, "0042"]
+    assert plan["value"].tolist() == [True, "King"]
+
+
+def test_enterprise_fixes_are_written_through_enterprise_users() -> None:
+    from scimtools.frames import ENTERPRISE
+    from scimtools.plan import plan_from_findings
+
+    findings = pd.DataFrame(
+        [
+            {
+                "finding_id": "f1",
+                "kind": "lost_although_mapped",
+                "resource_type": "User",
+                "resource_id": "u1",
+                "fix": "data",
+                "fix_path": f"{ENTERPRISE}:department",
+                "fix_value": '"Sales"',
+            },
+            {
+                "finding_id": "f2",
+                "kind": "lost_although_mapped",
+                "resource_type": "User",
+                "resource_id": "u1",
+                "fix": "data",
+                "fix_path": "name.familyName",
+                "fix_value": '"King"',
+            },
+        ]
+    )
+
+    plan = validate_plan(plan_from_findings(findings))
+
+    assert plan[["resource_type", "path"]].values.tolist() == [
+        ["EnterpriseUser", f"{ENTERPRISE}:department"],
+        ["User", "name.familyName"],
+    ]
+
+
+def test_a_plan_from_what_find_conflicts_really_returns() -> None:
+    # The adapter is checked against find_conflicts' own output, not a copy of
+    # its format: one row per SCIM operation, each read the way it was meant.
+    from scimtools.attribution import client_view_from_frame
+    from scimtools.conflicts import find_conflicts, tenant_frames
+    from scimtools.frames import ENTERPRISE
+    from scimtools.plan import plan_from_conflicts
+
+    tenant = pd.DataFrame(
+        {
+            "id": ["u1", "u2", "u3"],
+            "external_id": ["00uA", "e-2", "00uC"],
+            "user_name": ["a@example.com", "b@example.com", "c@example.com"],
+            "family_name": ["Lovelace", "Byron", "Curie"],
+            "department": ["R&D", "Ops", "Lab"],
+            "active": [False, True, True],
+        }
+    )
+    okta = client_view_from_frame(
+        "okta",
+        pd.DataFrame(
+            {
+                "key": ["00uA", "00uC"],
+                "user_name": ["a@example.com", "c@example.com"],
+                "family_name": ["King", "Curie"],
+                "department": ["R&D", "Lab"],
+                "active": [True, True],
+            }
+        ),
+    )
+    entra = client_view_from_frame(
+        "entra",
+        pd.DataFrame(
+            {
+                "key": ["e-1", "e-2", "e-3"],
+                "user_name": ["a@example.com", "b@example.com", "c@example.com"],
+                "family_name": ["Lovelace", "Byron", "Curie"],
+                "department": ["R&D", "Ops", "Physics"],
+                "active": [False, True, True],
+            }
+        ),
+    )
+    conflicts = find_conflicts(tenant_frames(tenant), [okta, entra])
+    operations = [
+        (c["conflict_id"], o)
+        for c in conflicts.to_dict("records")
+        for o in c["resolution"]["operations"]
+    ]
+
+    plan = validate_plan(plan_from_conflicts(conflicts))
+
+    assert len(operations) == len(plan) >= 3
+    rows = {(r.source, r.resource_id, r.path): r for r in plan.itertuples()}
+    for conflict_id, o in operations:
+        row = rows[(conflict_id, o["id"], o["path"])]
+        assert row.op == "patch" and row.value == o["value"]
+        enterprise = o["path"].startswith(ENTERPRISE)
+        assert row.resource_type == ("EnterpriseUser" if enterprise else "User")
+    assert {p for _, _, p in rows} >= {"active", "name.familyName"}
+    assert f"{ENTERPRISE}:department" in {p for _, _, p in rows}
