@@ -20,7 +20,16 @@ def run_sandbox(args: argparse.Namespace) -> int:
     if problem:
         print(f"scimtools sandbox: {problem}", file=sys.stderr)
         return 2
-    config = SandboxConfig(latency=args.latency_ms / 1000)
+    faults = None
+    if args.faults:
+        from scimtools.sandbox.faults import FaultPlan
+
+        try:
+            faults = FaultPlan.parse(args.faults)
+        except ValueError as exc:
+            print(f"scimtools sandbox: --faults: {exc}.", file=sys.stderr)
+            return 2
+    config = SandboxConfig(latency=args.latency_ms / 1000, faults=faults)
     try:
         sb = Sandbox(args.db, seed_dir=args.seed, port=args.port, config=config)
     except (OSError, ValueError, sqlite3.DatabaseError) as exc:
@@ -156,6 +165,12 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--port", type=int, default=0, help="0 picks a free port")
     sandbox.add_argument(
         "--latency-ms", type=float, default=0.0, help="delay added per SCIM request"
+    )
+    sandbox.add_argument(
+        "--faults",
+        metavar="SPEC",
+        help="inject faults, e.g. 429=0.1,503=0.05,seed=7 (see"
+        " scimtools.sandbox.faults)",
     )
     sandbox.add_argument(
         "--show-secrets", action="store_true", help="also print client secrets"

@@ -4,6 +4,7 @@ The only part of scimtools that imports scim2-server, scim2-models and mini-race
 """
 
 from .config import SandboxConfig
+from .faults import FaultPlan
 from .lambdas import LambdaError, LambdaSet
 from .server import Sandbox, load_seed
 from .store import Tenant
@@ -11,6 +12,7 @@ from .tokens import PERMISSIONS, SandboxClient
 
 __all__ = [
     "PERMISSIONS",
+    "FaultPlan",
     "LambdaError",
     "LambdaSet",
     "Sandbox",

@@ -5,7 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from .faults import FaultPlan
 
 __all__ = ["SandboxConfig", "utc_now"]
 
@@ -64,6 +67,10 @@ class SandboxConfig:
         VARCHAR(191) of FusionAuth's MySQL-compatible schema: utf8mb4 index
         limit). Longer values, and values holding a NUL character, answer 400
         with ``fieldErrors`` naming the field.
+    faults
+        A `scimtools.sandbox.faults.FaultPlan` of faults to inject (latency,
+        429, 5xx, lost answers, cut connections, short-lived tokens); None
+        for none.
 
     Examples
     --------
@@ -86,6 +93,7 @@ class SandboxConfig:
     id_seed: int | None = None
     max_body_bytes: int = 1 << 20
     max_field_length: int = 191
+    faults: FaultPlan | None = None
 
     def __post_init__(self) -> None:
         if self.overflow not in ("400", "500", "503", "empty", "truncate"):

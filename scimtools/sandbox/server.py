@@ -14,6 +14,7 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from .app import SCIM_PREFIX, SandboxApp
 from .config import SandboxConfig
+from .faults import FaultInjector, FaultPlan
 from .lambdas import DEFAULT_LAMBDA_DIR, LambdaSet
 from .store import Store, Tenant
 from .tokens import SandboxClient, TokenIssuer
@@ -63,6 +64,10 @@ class Sandbox:
         TCP port; 0 picks a free one.
     config
         The FusionAuth choices, latency, clock and id seed.
+    faults
+        Faults to inject (see `scimtools.sandbox.faults`); overrides
+        ``config.faults``. The injector is ``self.faults`` (its counts of
+        faults injected), None without faults.
 
     Examples
     --------
@@ -82,6 +87,7 @@ class Sandbox:
         seed_dir: str | Path | None = None,
         port: int = 0,
         config: SandboxConfig | None = None,
+        faults: FaultPlan | None = None,
     ) -> None:
         if not 0 <= port <= 65535:
             raise ValueError(
@@ -97,6 +103,7 @@ class Sandbox:
             seed = given or load_seed(None)
             self.store.set_config("seed", seed)
 
+        plan = faults if faults is not None else self.config.faults
         self.tenant_id: str = seed["tenant"]["id"]
         self.server_entity_id: str = seed["server_entity"]["id"]
         self.clients = {
@@ -119,11 +126,16 @@ class Sandbox:
             key_id=seed.get("key_id", "sandbox"),
             server_entity_id=self.server_entity_id,
             clients=self.clients,
-            ttl=self.config.token_ttl or int(seed.get("token_ttl", 3600)),
+            ttl=(plan.token_ttl if plan is not None else None)
+            or self.config.token_ttl
+            or int(seed.get("token_ttl", 3600)),
             clock=self.config.clock,
             aud_as_array=self.config.aud_as_array,
         )
-        self.app = SandboxApp(self.tenant, self.issuer, self.config)
+        self.app: Any = SandboxApp(self.tenant, self.issuer, self.config)
+        self.faults = FaultInjector(self.app, plan) if plan is not None else None
+        if self.faults is not None:
+            self.app = self.faults
         self._requested_port = port
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
