@@ -1,14 +1,18 @@
-"""Export speed: scimtools against a naive sequential pager, and past the window.
+"""Export speed: scimtools against a naive pager and scim2-client, and past the window.
 
 Both run on the same sandbox with a fixed latency added to every request (100 ms by
 default), so the figures measure how the client pages, not how fast the sandbox is.
 
 - 9,000 users (inside the 10,000 window, where the naive pager works): users per
-  second for a naive httpx pager (count=100, one request at a time) and for
-  scimtools' export, and their ratio.
+  second for a naive httpx pager (count=100, one request at a time), for
+  scim2-client used one page at a time (``query(User[EnterpriseUser],
+  SearchRequest(start_index, count=100))`` in a loop, each page validated into
+  scim2-models objects, its default), and for scimtools' export; the ratios.
 - 30,000 users (three times the window): a complete scimtools export through
   userName partitions, its time and its number of requests against the minimum
   (30,000 / count).
+
+The last line is ``BENCH {json}`` for benchmarks/run_all.py.
 
 Run: ``.venv/bin/python benchmarks/export.py [--latency-ms 100] [--workers 8]``.
 """
@@ -16,14 +20,26 @@ Run: ``.venv/bin/python benchmarks/export.py [--latency-ms 100] [--workers 8]``.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import random
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 from faker import Faker
+from scim2_client import BaseSyncSCIMClient
+from scim2_client.errors import RequestNetworkException
+from scim2_models import (
+    EnterpriseUser,
+    Group,
+    ResourceType,
+    ScimProvider,
+    SearchRequest,
+    User,
+)
 
 from scimtools import SCIMClient, export_resources
 from scimtools.sandbox import Sandbox, SandboxConfig
@@ -72,6 +88,69 @@ def naive_export(base_url: str, token: str) -> int:
             start += len(resources)
 
 
+class HTTPXSCIMClient(BaseSyncSCIMClient):
+    """A scim2-client engine over a plain ``httpx.Client``.
+
+    scim2-client 0.13 ships an engine for httpx2 only; this is the engine of
+    tests/test_sandbox_tester.py.
+    """
+
+    def __init__(self, client: httpx.Client, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.client = client
+
+    def _stays_under_base_url(self, endpoint: str) -> bool:
+        base = self.client.base_url
+        url = self.client.build_request("GET", endpoint).url
+        same_origin = (url.scheme, url.host, url.port) == (
+            base.scheme,
+            base.host,
+            base.port,
+        )
+        return same_origin and url.raw_path.startswith(base.raw_path)
+
+    def _parse_json(self, response: Any) -> Any:
+        return response.json()
+
+    def request(self, method: str, url: str, **kwargs: Any) -> Any:
+        try:
+            return self.client.request(method, url, **kwargs)
+        except httpx.RequestError as exc:
+            raise RequestNetworkException() from exc
+
+
+def scim2_client_export(base_url: str, token: str) -> int:
+    """Page /Users with scim2-client, one page at a time, as its docs show.
+
+    scim2-client has no paging helper: a caller loops over ``query`` with a
+    ``SearchRequest``. The models are scim2-models' standard ones (discovery
+    from this FusionAuth-shaped sandbox yields schemas that refuse ``name``).
+    """
+    headers = {"Authorization": f"Bearer {token}"}
+    seen = 0
+    start = 1
+    model = User[EnterpriseUser]
+
+    with httpx.Client(base_url=base_url, headers=headers, timeout=60) as http:
+        provider = ScimProvider(
+            models=[User, EnterpriseUser, Group],
+            resource_types=[
+                ResourceType.from_resource(model),
+                ResourceType.from_resource(Group),
+            ],
+        )
+        scim = HTTPXSCIMClient(http, provider=provider)
+        while True:
+            page = scim.query(
+                model, query_parameters=SearchRequest(start_index=start, count=COUNT)
+            )
+            resources = page.resources or []
+            seen += len(resources)
+            if not resources or start + len(resources) > page.total_results:
+                return seen
+            start += len(resources)
+
+
 def run(size: int, latency: float, workers: int, naive: bool) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "bench.sqlite"
@@ -94,6 +173,14 @@ def run(size: int, latency: float, workers: int, naive: bool) -> dict:
                 elapsed = time.perf_counter() - started
                 assert seen == size, f"naive pager saw {seen} of {size}"
                 figures["naive_users_per_s"] = size / elapsed
+
+                started = time.perf_counter()
+                seen = scim2_client_export(
+                    sandbox.base_url, sandbox.mint_token("auditor", ttl=3600)
+                )
+                elapsed = time.perf_counter() - started
+                assert seen == size, f"scim2-client saw {seen} of {size}"
+                figures["scim2_client_users_per_s"] = size / elapsed
 
             client = SCIMClient(
                 sandbox.base_url,
@@ -127,11 +214,14 @@ def main() -> None:
 
     inside = run(args.inside, latency, args.workers, naive=True)
     ratio = inside["scimtools_users_per_s"] / inside["naive_users_per_s"]
+    ratio_scim2 = inside["scimtools_users_per_s"] / inside["scim2_client_users_per_s"]
     print(f"latency per request: {args.latency_ms:.0f} ms, workers: {args.workers}")
     print(
         f"{inside['users']:,} users inside the window: naive pager "
-        f"{inside['naive_users_per_s']:,.0f} users/s, scimtools "
-        f"{inside['scimtools_users_per_s']:,.0f} users/s, ratio {ratio:.1f}"
+        f"{inside['naive_users_per_s']:,.0f} users/s, scim2-client "
+        f"{inside['scim2_client_users_per_s']:,.0f} users/s, scimtools "
+        f"{inside['scimtools_users_per_s']:,.0f} users/s; ratio {ratio:.1f} against"
+        f" the naive pager, {ratio_scim2:.1f} against scim2-client"
     )
 
     past = run(args.past, latency, args.workers, naive=False)
@@ -141,6 +231,13 @@ def main() -> None:
         f" {past['requests']} requests against a minimum of "
         f"{past['minimum_requests']} ({past['partitions']} partitions)"
     )
+    bench = {
+        "latency_ms": args.latency_ms,
+        "workers": args.workers,
+        "inside": inside,
+        "past": past,
+    }
+    print("BENCH " + json.dumps({"benchmark": "export", "figures": bench}))
 
 
 if __name__ == "__main__":

@@ -4,11 +4,13 @@ Each run imports fresh users into an empty tenant in one stage: per user a
 lookup by userName and by externalId before the create (the journaled engine
 of `scimtools.push` checks that the user does not exist yet), the POST, and a
 GET for the read-back audit. The stage's memberships (one PATCH per group) and
-the per-stage export of the tenant come on top. Printed, never asserted.
+the per-stage export of the tenant come on top. Printed, never asserted; the
+last line is ``BENCH {json}`` for benchmarks/run_all.py.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 import time
@@ -43,8 +45,8 @@ def make_source(n: int) -> pd.DataFrame:
     )
 
 
-def run(concurrency: int, users: int) -> None:
-    """Import ``users`` at ``concurrency`` and print the figures."""
+def run(concurrency: int, users: int) -> dict[str, float]:
+    """Import ``users`` at ``concurrency``, print the figures and return them."""
     with tempfile.TemporaryDirectory() as tmp:
         config = SandboxConfig(latency=LATENCY)
         with Sandbox(Path(tmp) / "t.sqlite", seed_dir=SEED_DIR, config=config) as sb:
@@ -71,13 +73,20 @@ def run(concurrency: int, users: int) -> None:
         f" ({requests} requests, {requests / users:.1f} per user,"
         f" {requests / seconds:.0f} requests/s)"
     )
+    return {
+        f"c{concurrency}_created": result.counts["created"],
+        f"c{concurrency}_users_per_s": result.counts["created"] / seconds,
+        f"c{concurrency}_requests": requests,
+    }
 
 
 def main() -> None:
     logging.getLogger("scimtools.paging").setLevel(logging.ERROR)
     print(f"staged import into the sandbox, {LATENCY * 1000:.0f} ms per request")
+    figures: dict[str, float] = {"latency_ms": LATENCY * 1000}
     for concurrency, users in RUNS:
-        run(concurrency, users)
+        figures.update(run(concurrency, users))
+    print("BENCH " + json.dumps({"benchmark": "import", "figures": figures}))
 
 
 if __name__ == "__main__":

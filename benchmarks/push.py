@@ -1,13 +1,14 @@
 """Operations per second that apply_plan pushes to the sandbox, 50 ms per request.
 
 Each operation is a fresh read and a PATCH (two requests); the journal is a
-SQLite file. Prints one line per concurrency. Run: ``.venv/bin/python
-benchmarks/push.py [--users N]``.
+SQLite file. Prints one line per concurrency, then ``BENCH {json}`` for
+benchmarks/run_all.py. Run: ``.venv/bin/python benchmarks/push.py [--users N]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import tempfile
 import time
@@ -49,6 +50,7 @@ def main() -> None:
                 f"apply_plan on the sandbox, {args.latency_ms:.0f} ms per request,"
                 f" {len(ids)} PATCH operations (read + write each)"
             )
+            figures: dict[str, float] = {"latency_ms": args.latency_ms}
             for round_, concurrency in enumerate((1, 8)):
                 plan = make_plan(
                     {
@@ -69,7 +71,11 @@ def main() -> None:
                     f" {seconds:.1f} s = {summary.applied / seconds:.1f} ops/s"
                     f" ({summary.requests} requests)"
                 )
+                figures[f"c{concurrency}_applied"] = summary.applied
+                figures[f"c{concurrency}_ops_per_s"] = summary.applied / seconds
+                figures[f"c{concurrency}_requests"] = summary.requests
             client.close()
+    print("BENCH " + json.dumps({"benchmark": "push", "figures": figures}))
 
 
 if __name__ == "__main__":

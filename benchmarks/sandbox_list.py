@@ -2,11 +2,13 @@
 
 Loads 12,000 users with ``Tenant.ingest_users`` (lambdas, no HTTP), then pages
 ``GET /Users`` from a single thread, twice (ingest_users already rendered and
-cached each user's SCIM JSON, so both passes serve cached JSON).
+cached each user's SCIM JSON, so both passes serve cached JSON). The last line
+is ``BENCH {json}`` for benchmarks/run_all.py.
 """
 
 from __future__ import annotations
 
+import json
 import tempfile
 import time
 
@@ -55,6 +57,7 @@ def main() -> None:
         loaded = time.perf_counter() - started
         print(f"ingest_users: {USERS:,} users in {loaded:.1f} s")
 
+        figures: dict[str, float] = {"users": USERS, "ingest_s": loaded}
         token = sb.mint_token("auditor")
         headers = {"Authorization": f"Bearer {token}"}
         with httpx.Client(base_url=sb.base_url, headers=headers) as client:
@@ -64,6 +67,11 @@ def main() -> None:
                     f"list {label}: {fetched:,} users in {seconds:.2f} s,"
                     f" {fetched / seconds:,.0f} users/s (count={COUNT})"
                 )
+                key = label.replace(" ", "_")
+                figures[f"{key}_users"] = fetched
+                figures[f"{key}_users_per_s"] = fetched / seconds
+    bench = {"benchmark": "sandbox_list", "figures": figures}
+    print("BENCH " + json.dumps(bench))
 
 
 if __name__ == "__main__":
