@@ -2,13 +2,16 @@
 
 Synthetic users in the demo's shapes (one IdP view per user, the default
 lambdas, a tenant export with the usual losses) go through `audit_tenant`.
-Target on the reference machine: under 30 s and 4 GiB.
+Target on the reference machine: under 30 s and 4 GiB. The last line is
+``BENCH {json}`` for benchmarks/run_all.py (wall and CPU seconds of the audit,
+peak RSS of the whole process before and after it).
 
 Run: .venv/bin/python benchmarks/audit.py [USERS]
 """
 
 from __future__ import annotations
 
+import json
 import random
 import resource
 import sys
@@ -85,14 +88,26 @@ def make(count: int, seed: int = 7) -> tuple[list[dict], list[dict], list[dict]]
 def main() -> None:
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
     views, users, groups = make(count)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024
     with load_lambdas() as lambdas:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         audit = audit_tenant(users, groups, views=views, lambdas=lambdas)
         seconds = time.perf_counter() - start
+        cpu = time.process_time() - cpu
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024
     print(f"audited {count:,} users and {len(groups):,} groups in {seconds:.1f} s")
     print(f"findings: {len(audit.findings):,}; peak RSS {peak:.2f} GiB (whole process)")
     print(audit.counts().to_string())
+    figures = {
+        "users": count,
+        "groups": len(groups),
+        "findings": len(audit.findings),
+        "seconds": seconds,
+        "cpu_s": cpu,
+        "peak_rss_gib": peak,
+        "before_rss_gib": before,
+    }
+    print("BENCH " + json.dumps({"benchmark": "audit", "figures": figures}))
 
 
 if __name__ == "__main__":
