@@ -4,8 +4,10 @@ Builds synthetic frames directly (no sandbox, no HTTP): 1,000,000 tenant users,
 of which 200,000 are claimed by both clients; Okta's view and Entra's view hold
 600,000 users each. Planted: 2,000 creates that failed with 409, 2,000 people
 created twice, status and attribute disagreements on shared users, and 300
-groups (10 of one name in both clients). Prints the time and peak memory of
-`scimtools.attribute_tenant` plus `scimtools.find_conflicts`.
+groups (10 of one name in both clients). Prints the wall seconds, CPU seconds
+(``time.process_time``) and peak resident memory (``ru_maxrss``) of
+`scimtools.attribute_tenant` and of `scimtools.find_conflicts`; on a loaded
+machine the CPU seconds are the steadier figure.
 
 Run: ``.venv/bin/python benchmarks/conflicts.py [--users N]``. The issue asks for
 under 60 s and 8 GiB on the project machine. Not a test.
@@ -14,6 +16,7 @@ under 60 s and 8 GiB on the project machine. Not a test.
 from __future__ import annotations
 
 import argparse
+import json
 import resource
 import sys
 import time
@@ -169,6 +172,11 @@ def build(users: int, view_size: int, seed: int = 1):
     return tenant, views
 
 
+def _peak_gib() -> float:
+    """Peak resident memory of this process so far (ru_maxrss is KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=1_000_000)
@@ -178,26 +186,47 @@ def main() -> int:
     started = time.perf_counter()
     tenant, views = build(args.users, args.view)
     built = time.perf_counter() - started
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = _peak_gib()
 
-    started = time.perf_counter()
+    wall, cpu = time.perf_counter(), time.process_time()
     attribution = attribute_tenant(tenant, views)
-    attributed = time.perf_counter() - started
+    attributed = (time.perf_counter() - wall, time.process_time() - cpu, _peak_gib())
+    wall, cpu = time.perf_counter(), time.process_time()
     conflicts = find_conflicts(tenant, views, attribution=attribution)
-    total = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    found = (time.perf_counter() - wall, time.process_time() - cpu, _peak_gib())
 
     print(
         f"tenant users {len(tenant.users):,}; view records"
         f" {', '.join(f'{v.client} {len(v.users):,}' for v in views)}"
     )
-    print(f"synthetic frames built in {built:.1f} s (not counted)")
-    print(f"attribution {attributed:.1f} s; attribution + conflicts {total:.1f} s")
     print(
-        f"peak RSS {peak / 2**20:.2f} GiB"
-        f" (after building the frames {before / 2**20:.2f} GiB)"
+        f"synthetic frames built in {built:.1f} s (not counted);"
+        f" peak RSS after building {before:.2f} GiB"
+    )
+    for label, (seconds, cpu_seconds, peak) in (
+        ("attribution", attributed),
+        ("conflicts", found),
+    ):
+        print(
+            f"{label}: wall {seconds:.1f} s, CPU {cpu_seconds:.1f} s,"
+            f" peak RSS {peak:.2f} GiB"
+        )
+    print(
+        f"attribution + conflicts: wall {attributed[0] + found[0]:.1f} s,"
+        f" CPU {attributed[1] + found[1]:.1f} s (issue: under 60 s and 8 GiB)"
     )
     print(conflicts["kind"].value_counts().sort_index().to_string())
+    figures = {
+        "users": len(tenant.users),
+        "view": args.view,
+        "conflicts": len(conflicts),
+        "seconds": attributed[0] + found[0],
+        "cpu_s": attributed[1] + found[1],
+        "attribution_s": attributed[0],
+        "peak_rss_gib": found[2],
+        "before_rss_gib": before,
+    }
+    print("BENCH " + json.dumps({"benchmark": "conflicts", "figures": figures}))
     return 0
 
 

@@ -36,7 +36,6 @@ Examples
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -46,7 +45,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from scimtools.errors import InputError
 from scimtools.frames import Export, emails_frame, users_frame
+from scimtools.inputs import read_csv, read_json, read_jsonl
 
 __all__ = [
     "DEFAULT_CLIENT_RULES",
@@ -304,13 +305,33 @@ def read_client_view(path: str | Path, client: str | None = None) -> ClientView:
     ------
     ValueError
         The file's suffix is none of the above.
+    InputError
+        The file cannot be read or lacks what a view needs; the message names it.
     """
     path = Path(path)
     client = client or path.stem
+    try:
+        return _read_client_view(path, client)
+    except InputError:
+        raise
+    except (ValueError, TypeError, AttributeError, KeyError) as exc:
+        raise InputError(
+            f"client view {path} cannot be read: {exc}; fix the file (see"
+            " scimtools.read_client_view for the formats)"
+        ) from exc
+
+
+def _read_client_view(path: Path, client: str) -> ClientView:
     suffix = path.suffix.lower()
+    what = "client view"
 
     if suffix == ".csv":
-        frame = pd.read_csv(path, dtype="str", keep_default_na=False, na_values=[""])
+        frame = read_csv(path, what, keep_default_na=False, na_values=[""])
+        if "key" not in frame and "external_id" not in frame:
+            raise InputError(
+                f"client view {path} has no 'key' or 'external_id' column to name"
+                f" its records (columns: {list(frame.columns)}); add one"
+            )
         members = None
         if "groups" in frame:
             exploded = frame.assign(group=frame["groups"].str.split(";")).explode(
@@ -331,11 +352,17 @@ def read_client_view(path: str | Path, client: str | None = None) -> ClientView:
         return client_view_from_frame(client, frame)
 
     if suffix == ".jsonl":
-        text = path.read_text(encoding="utf-8")
-        records = [json.loads(line) for line in text.splitlines() if line.strip()]
+        records = read_jsonl(path, what)
     elif suffix == ".json":
-        loaded = json.loads(path.read_text(encoding="utf-8"))
+        loaded = read_json(path, what)
         resources = loaded.get("Resources", []) if isinstance(loaded, dict) else loaded
+        if not isinstance(resources, list) or not all(
+            isinstance(r, dict) for r in resources
+        ):
+            raise InputError(
+                f"client view {path} is neither a SCIM ListResponse nor a list of"
+                " resources (JSON objects); export the client's users again"
+            )
         records = [_from_scim(r) for r in resources]
     else:
         raise ValueError(
@@ -420,6 +447,17 @@ def isin(values: Any, allowed: Any) -> np.ndarray:
     >>> isin(pd.Series(["a", "b", None]), ["b"]).tolist()
     [False, True, False]
     """
+    if _is_text(values) and _is_text(allowed):
+        # pyarrow's hash set, as pandas' object path: nulls match nulls.
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        found = pc.is_in(
+            pa.array(pd.array(values)),
+            value_set=pa.array(pd.array(allowed)),
+            skip_nulls=False,
+        )
+        return found.to_numpy(zero_copy_only=False).astype(bool)
     left = pd.Series(np.asarray(values, dtype=object), dtype=object)
     right = pd.Series(
         np.asarray(
@@ -428,6 +466,15 @@ def isin(values: Any, allowed: Any) -> np.ndarray:
         dtype=object,
     )
     return left.isin(right).to_numpy()
+
+
+def _column(values: pd.Series) -> Any:
+    """A Series' values for a new frame: text stays pyarrow (no object copy)."""
+    return values.array if _is_text(values) else values.to_numpy()
+
+
+def _is_text(values: Any) -> bool:
+    return isinstance(values, pd.Series | pd.Index) and values.dtype == "str"
 
 
 def join_values(keys: pd.Series, values: pd.Series) -> pd.Series:
@@ -442,18 +489,32 @@ def join_values(keys: pd.Series, values: pd.Series) -> pd.Series:
     u2          okta
     dtype: str
     """
-    frame = pd.DataFrame({"k": keys.to_numpy(), "v": values.to_numpy()}).dropna()
+    frame = pd.DataFrame(
+        {"k": _column(keys), "v": _column(values)}, index=range(len(keys))
+    ).dropna()
     distinct = sorted(frame["v"].unique())
     if len(distinct) > 16:
         frame = frame.drop_duplicates().sort_values(["k", "v"])
         return frame.groupby("k")["v"].agg(",".join).rename_axis(None).astype("str")
 
-    index = pd.Index(frame["k"].unique())
-    joined = pd.Series("", index=index, dtype="str")
-    for value in distinct:
-        has = isin(index, frame.loc[frame["v"] == value, "k"])
-        joined = joined.where(~has, joined + value + ",")
-    return joined.str[:-1].sort_index()
+    # Each key's set of values as a bit mask, then one string per distinct mask.
+    keys_n, index = pd.factorize(frame["k"])
+    values_n, uniques = pd.factorize(frame["v"])
+    bit = np.zeros(len(uniques), dtype="int64")
+    for n, value in enumerate(distinct):
+        bit[list(uniques).index(value)] = 1 << n
+    masks = np.zeros(len(index), dtype="int64")
+    np.bitwise_or.at(masks, keys_n, bit[values_n])
+    combos, which = np.unique(masks, return_inverse=True)
+    labels = np.array(
+        [
+            ",".join(v for n, v in enumerate(distinct) if int(c) >> n & 1)
+            for c in combos
+        ],
+        dtype=object,
+    )
+    joined = pd.Series(labels[which], index=pd.Index(index), dtype="str")
+    return joined.sort_index()
 
 
 def recognise_client(

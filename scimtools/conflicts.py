@@ -238,13 +238,19 @@ def _frame(kind: str, **columns: Any) -> pd.DataFrame:
 def _records_with_claims(
     views: Sequence[ClientView], attribution: Attribution
 ) -> pd.DataFrame:
-    records = _records(views)
+    records = _records(views).drop(columns="tenant_id")
     matches = attribution.users[
         ["client", "key", "tenant_id", "rule", "score", "status"]
     ]
-    return records.drop(columns="tenant_id").merge(
-        matches, on=["client", "key"], how="left"
-    )
+    if (
+        len(matches) == len(records)
+        and matches["client"].equals(records["client"])
+        and matches["key"].equals(records["key"])
+    ):
+        # `match_users` keeps the records' order: the merge would only copy.
+        claims = matches.drop(columns=["client", "key"])
+        return pd.concat([records, claims.set_axis(records.index)], axis=1)
+    return records.merge(matches, on=["client", "key"], how="left")
 
 
 def find_conflicts(
@@ -352,7 +358,25 @@ def _dicts(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def _is_null(value: Any) -> bool:
+    if isinstance(value, str):
+        return False
     return not isinstance(value, list | dict | tuple) and pd.isna(value)
+
+
+def _it(values: Any) -> Any:
+    """``values`` as a list when that is exactly what iterating them yields (a
+    Series or Index of a NumPy or ``str`` dtype); iterating a pyarrow-backed
+    Series one value at a time is the slow part of building the dicts."""
+    if isinstance(values, pd.Series | pd.Index) and (
+        isinstance(values.dtype, np.dtype) or values.dtype == "str"
+    ):
+        return values.tolist()
+    return values
+
+
+def _zip(*columns: Any, strict: bool = True) -> Any:
+    """``zip(*columns, strict=True)``, fast for Series (see `_it`)."""
+    return zip(*(_it(c) for c in columns), strict=strict)
 
 
 def _op(method: str, endpoint: str, resource_id: Any, **body: Any) -> dict[str, Any]:
@@ -369,7 +393,7 @@ def _shared_ownership(shared: pd.DataFrame, precedence: Mapping[str, Any]) -> An
     clients = _joined(shared, "tenant_id", "client")
     rules: dict[str, list[dict[str, Any]]] = {}
     columns = ["tenant_id", "client", "key", "rule", "score"]
-    for tenant_id, client, key, rule, score in shared[columns].itertuples(index=False):
+    for tenant_id, client, key, rule, score in _zip(*(shared[c] for c in columns)):
         rules.setdefault(tenant_id, []).append(
             {"client": client, "key": key, "rule": rule, "score": score}
         )
@@ -387,7 +411,7 @@ def _shared_ownership(shared: pd.DataFrame, precedence: Mapping[str, Any]) -> An
                 if c != w
             ],
         }
-        for i, w, cs in zip(ids, owner["client"], clients.reindex(ids), strict=True)
+        for i, w, cs in _zip(ids, owner["client"], clients.reindex(ids), strict=True)
     ]
     return _frame(
         "shared_ownership",
@@ -458,7 +482,7 @@ def _attribute_disagreements(
         path = path_for(attribute)
         evidence = [
             {"values": v, "tenant_value": t, "written_by": w}
-            for v, t, w in zip(
+            for v, t, w in _zip(
                 found["values"], found["tenant_value"], found["written_by"], strict=True
             )
         ]
@@ -479,7 +503,7 @@ def _attribute_disagreements(
                     if c != w
                 ],
             }
-            for i, w, v, ok, cs in zip(
+            for i, w, v, ok, cs in _zip(
                 found["tenant_id"],
                 found["winner"],
                 found["value"],
@@ -511,7 +535,7 @@ def _status_disagreements(
         return pd.DataFrame()
     evidence = [
         {"active": v, "tenant_active": _plain(t), "written_by": w}
-        for v, t, w in zip(
+        for v, t, w in _zip(
             found["values"], found["tenant_value"], found["written_by"], strict=True
         )
     ]
@@ -532,7 +556,7 @@ def _status_disagreements(
                 if c != w
             ],
         }
-        for i, w, v, ok, cs in zip(
+        for i, w, v, ok, cs in _zip(
             found["tenant_id"],
             found["winner"],
             found["value"],
@@ -554,6 +578,8 @@ def _status_disagreements(
 
 
 def _plain(value: Any) -> Any:
+    if isinstance(value, str):
+        return value
     if _is_null(value):
         return None
     return value.item() if hasattr(value, "item") else value
@@ -589,7 +615,7 @@ def _external_ids_overwritten(
             "tenant_external_id": _plain(h),
             "written_by": _plain(w),
         }
-        for c, e, h, w in zip(
+        for c, e, h, w in _zip(
             lost["client"], lost["external_id"], held_values, wrote, strict=True
         )
     ]
@@ -610,11 +636,11 @@ def _external_ids_overwritten(
             if isinstance(by, str) and by != w
             else [],
         }
-        for i, w, v, h, by in zip(ids, win, value, held_values, wrote, strict=True)
+        for i, w, v, h, by in _zip(ids, win, value, held_values, wrote, strict=True)
     ]
     pair = [
         ",".join(sorted({c, w})) if isinstance(w, str) else c
-        for c, w in zip(lost["client"], wrote, strict=True)
+        for c, w in _zip(lost["client"], wrote, strict=True)
     ]
     return _frame(
         "external_id_overwritten",
@@ -666,7 +692,7 @@ def _claimed_inactive(
                 ],
                 "client_actions": [],
             }
-            for i, w in zip(ids, owner["client"], strict=True)
+            for i, w in _zip(ids, owner["client"], strict=True)
         ],
     )
 
@@ -683,8 +709,7 @@ def _create_conflicts(
     parts = []
     blocked = records[records["status"] == "blocked"]
     if len(blocked):
-        addresses = _record_addresses(records, views)
-        addresses = addresses[addresses["row"].isin(blocked.index)]
+        addresses = _record_addresses(records, views, blocked.index)
         holders = addresses.merge(
             _tenant_addresses(export.users, export.emails), on="addr"
         ).drop_duplicates(["row", "tenant_id"])
@@ -717,7 +742,7 @@ def _create_conflicts(
                 tenant_ids=blocked["holder"].to_numpy(),
                 clients=[
                     ",".join(sorted({c, *h.split(",")} - {""}))
-                    for c, h in zip(blocked["client"], held_by, strict=True)
+                    for c, h in _zip(blocked["client"], held_by, strict=True)
                 ],
                 attribute="user_name",
                 action="link_to_existing",
@@ -733,7 +758,7 @@ def _create_conflicts(
                         "taken_value": _plain(a),
                         "held_by": h.split(",") if h else [],
                     }
-                    for c, k, u, e, a, h in zip(
+                    for c, k, u, e, a, h in _zip(
                         blocked["client"],
                         blocked["key"],
                         blocked["user_name"],
@@ -759,7 +784,7 @@ def _create_conflicts(
                             }
                         ],
                     }
-                    for c, k, t in zip(
+                    for c, k, t in _zip(
                         blocked["client"],
                         blocked["key"],
                         blocked["holder"],
@@ -784,7 +809,7 @@ def _create_conflicts(
                 tenant_ids=ids,
                 clients=[
                     ",".join(sorted({c, *str(by.get(i, "")).split(",")} - {""}))
-                    for c, i in zip(blocked_groups["client"], ids, strict=True)
+                    for c, i in _zip(blocked_groups["client"], ids, strict=True)
                 ],
                 attribute="display_name",
                 action="link_to_existing",
@@ -797,7 +822,7 @@ def _create_conflicts(
                         "create_status": 409,
                         "held_by": str(by.get(i, "")).split(","),
                     }
-                    for c, k, n, i in zip(
+                    for c, k, n, i in _zip(
                         blocked_groups["client"],
                         blocked_groups["key"],
                         blocked_groups["display_name"],
@@ -819,7 +844,7 @@ def _create_conflicts(
                             }
                         ],
                     }
-                    for c, k, i in zip(
+                    for c, k, i in _zip(
                         blocked_groups["client"],
                         blocked_groups["key"],
                         ids,
@@ -848,16 +873,20 @@ def _duplicates(
     from rapidfuzz.process import cpdist
 
     rows = records[records["status"] == "matched"]
-    addresses = _record_addresses(records, views)
-    addresses = addresses[addresses["row"].isin(rows.index)]
+    addresses = _record_addresses(records, views, rows.index)
     by_address = addresses.merge(addresses, on="addr", suffixes=("", "_b"))
     by_address = by_address.assign(rule="email", score=90.0)
 
+    # A record pairs by phone only with another record of the same phone (its
+    # pair with itself is dropped below): fold names only for shared phones.
+    phone_n = normalise_phone(rows["phone"])
+    phone_n = phone_n[phone_n.notna() & phone_n.duplicated(keep=False)]
+    rows_p = rows.loc[phone_n.index]
     person = pd.DataFrame(
         {
-            "row": rows.index,
-            "name": _full_name(rows).to_numpy(),
-            "phone_n": normalise_phone(rows["phone"]).to_numpy(),
+            "row": rows_p.index,
+            "name": _full_name(rows_p).to_numpy(),
+            "phone_n": phone_n.to_numpy(),
         }
     ).dropna()
     by_phone = person.merge(person, on="phone_n", suffixes=("", "_b"))
@@ -910,7 +939,7 @@ def _duplicates(
     loser = np.where(a_first, b["client"], a["client"])
     loser_key = np.where(a_first, b["key"], a["key"])
     ids = [
-        ",".join(sorted(p)) for p in zip(a["tenant_id"], b["tenant_id"], strict=True)
+        ",".join(sorted(p)) for p in _zip(a["tenant_id"], b["tenant_id"], strict=True)
     ]
 
     moving = export.memberships[isin(export.memberships["user_id"], drop)]
@@ -931,7 +960,7 @@ def _duplicates(
             "rule": r,
             "score": float(s),
         }
-        for ac, ak, at, bc, bk, bt, r, s in zip(
+        for ac, ak, at, bc, bk, bt, r, s in _zip(
             a["client"],
             a["key"],
             a["tenant_id"],
@@ -960,14 +989,14 @@ def _duplicates(
                 {"client": lc, "action": "link", "key": lk, "tenant_id": k}
             ],
         }
-        for k, d, w, lc, lk in zip(keep, drop, winner, loser, loser_key, strict=True)
+        for k, d, w, lc, lk in _zip(keep, drop, winner, loser, loser_key, strict=True)
     ]
     return _frame(
         "duplicate_identity",
         tenant_ids=ids,
         clients=[
             ",".join(sorted({x, y}))
-            for x, y in zip(a["client"], b["client"], strict=True)
+            for x, y in _zip(a["client"], b["client"], strict=True)
         ],
         action="merge_users",
         winner=winner,
@@ -997,7 +1026,7 @@ def _orphans(
                 "active": _plain(a),
                 "recognised_as": _plain(s),
             }
-            for e, u, a, s in zip(
+            for e, u, a, s in _zip(
                 users["external_id"],
                 users["user_name"],
                 users["active"],
@@ -1023,7 +1052,7 @@ def _orphans(
                 if isinstance(s, str)
                 else [],
             }
-            for i, a, s in zip(ids, users["active"], suggested, strict=True)
+            for i, a, s in _zip(ids, users["active"], suggested, strict=True)
         ],
     )
 
@@ -1076,7 +1105,7 @@ def _group_conflicts(
         winner = differ["group_id"].map(winners).to_numpy()
         differ["desired"] = [
             w in lb.split(",")
-            for w, lb in zip(winner, differ["listed_by"], strict=True)
+            for w, lb in _zip(winner, differ["listed_by"], strict=True)
         ]
     differ["winner"] = winner
 
@@ -1093,7 +1122,7 @@ def _group_conflicts(
                 **({"value": [{"value": u}]} if want else {}),
             )
         ]
-        for g, u, want, has in zip(
+        for g, u, want, has in _zip(
             differ["group_id"],
             differ["user_id"],
             differ["desired"],
@@ -1115,7 +1144,7 @@ def _group_conflicts(
                 "listed_by": lb.split(","),
                 "in_tenant": bool(t),
             }
-            for g, u, lb, t in zip(
+            for g, u, lb, t in _zip(
                 differ["group_id"],
                 differ["user_id"],
                 differ["listed_by"],
@@ -1133,7 +1162,7 @@ def _group_conflicts(
                 "operations": o,
                 "client_actions": [],
             }
-            for g, u, want, w, o in zip(
+            for g, u, want, w, o in _zip(
                 differ["group_id"],
                 differ["user_id"],
                 differ["desired"],
@@ -1171,7 +1200,7 @@ def _group_conflicts(
         winner=None if rule == "union" else np.nan,
         evidence=[
             {"display_name": _plain(names.get(g)), "members_listed_by_only": o}
-            for g, o in zip(ids, summary["only"], strict=True)
+            for g, o in _zip(ids, summary["only"], strict=True)
         ],
         resolution=[
             {
@@ -1183,7 +1212,7 @@ def _group_conflicts(
                 "operations": o,
                 "client_actions": [],
             }
-            for g, a, r, o in zip(
+            for g, a, r, o in _zip(
                 ids, summary["add"], summary["remove"], summary["ops"], strict=True
             )
         ],
