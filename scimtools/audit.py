@@ -208,6 +208,8 @@ def load_idp_views(directory: str | Path | None = None) -> list[dict[str, Any]]:
     ------
     FileNotFoundError
         When the directory has no ``.jsonl`` file.
+    scimtools.errors.InputError
+        A file is not UTF-8 or a line is not a JSON object; names file and line.
     """
     if directory is None:
         from scimtools.config import demo_db_path
@@ -215,14 +217,17 @@ def load_idp_views(directory: str | Path | None = None) -> list[dict[str, Any]]:
         directory = demo_db_path().parent / "idp-views"
     files = sorted(Path(directory).glob("*.jsonl"))
     if not files:
-        raise FileNotFoundError(
+        from scimtools.errors import InputFileNotFoundError
+
+        raise InputFileNotFoundError(
             f"no IdP views (*.jsonl) in {directory}; build the demo tenant with"
             " `scimtools demo build` or pass the folder of an IdP export"
         )
+    from scimtools.inputs import read_jsonl
+
     views = []
     for file in files:
-        with file.open(encoding="utf-8") as handle:
-            views.extend(json.loads(line) for line in handle if line.strip())
+        views.extend(read_jsonl(file, "IdP view"))
     logger.info("Read %d IdP view records from %d files", len(views), len(files))
     return views
 

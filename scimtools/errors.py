@@ -15,7 +15,11 @@ __all__ = [
     "ConfigError",
     "ConflictError",
     "ForbiddenError",
+    "BadResponseError",
     "IncompleteExportError",
+    "InputError",
+    "InputFileNotFoundError",
+    "InsecureTLSWarning",
     "InsecureTransportError",
     "MissingPermissionError",
     "NotFoundError",
@@ -46,6 +50,18 @@ class SCIMToolsWarning(UserWarning):
 
 class TokenExpiresSoonWarning(SCIMToolsWarning):
     """A static bearer token expires within the configured margin."""
+
+
+class InsecureTLSWarning(SCIMToolsWarning):
+    """TLS certificate verification was turned off for a client."""
+
+
+class InputError(SCIMToolsError, ValueError):
+    """A file or value given to scimtools is malformed; the message names it."""
+
+
+class InputFileNotFoundError(InputError, FileNotFoundError):
+    """An input file does not exist; the message names it."""
 
 
 class ConfigError(SCIMToolsError):
@@ -168,6 +184,15 @@ class SCIMServerError(SCIMToolsError):
         if self.codes:
             text += f" [{', '.join(self.codes)}]"
         return f"{text}; {self.hint}."
+
+
+class BadResponseError(SCIMServerError):
+    """The server (or a proxy before it) answered something that is not SCIM."""
+
+    hint = (
+        "the server or a proxy in front of it did not answer SCIM JSON; check that"
+        " the base URL ends in /api/scim/resource/v2, and look at body_text"
+    )
 
 
 class BadRequestError(SCIMServerError):

@@ -45,8 +45,15 @@ import httpx
 import pandas as pd
 
 from scimtools.client import SCIMClient
-from scimtools.errors import NotFoundError, SCIMServerError, SCIMToolsError
+from scimtools.errors import (
+    InputError,
+    InputFileNotFoundError,
+    NotFoundError,
+    SCIMServerError,
+    SCIMToolsError,
+)
 from scimtools.frames import COLUMNS, USER_SCHEMA, read_path
+from scimtools.inputs import check_cells, read_csv, read_jsonl, read_parquet
 from scimtools.journal import FINAL_STATES, Journal, JournalError
 from scimtools.mapping import LambdaModel, compare_resources, normalise_phone
 from scimtools.push import RunSummary, apply_plan, resume_run, rollback_run
@@ -400,14 +407,14 @@ def read_source(source: str | Path | pd.DataFrame) -> pd.DataFrame:
     else:
         path = Path(source)
         if not path.is_file():
-            raise FileNotFoundError(f"source {path} does not exist")
+            raise InputFileNotFoundError(f"source {path} does not exist")
         suffix = path.suffix.lower()
         if suffix == ".parquet":
-            frame = pd.read_parquet(path)
+            frame = read_parquet(path, "source")
         elif suffix in (".jsonl", ".ndjson"):
-            frame = pd.read_json(path, lines=True, dtype=False)
+            frame = pd.DataFrame(read_jsonl(path, "source"))
         elif suffix in (".csv", ".txt"):
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+            frame = read_csv(path, "source")
         else:
             raise ValueError(
                 f"cannot read {path.name}: use a .csv, .parquet or .jsonl file, or"
@@ -415,6 +422,8 @@ def read_source(source: str | Path | pd.DataFrame) -> pd.DataFrame:
             )
     frame = frame.astype(object).map(lambda v: _text(v) or "")
     frame.index = pd.RangeIndex(1, len(frame) + 1, name="row")
+    if not isinstance(source, pd.DataFrame):
+        check_cells(frame, source, "source")
     return frame
 
 
@@ -535,8 +544,9 @@ def validate_import(
     mapping = _as_mapping(mapping)
     missing = [c for c in mapping.columns if c not in frame.columns]
     if missing:
-        raise ValueError(
-            f"the source has no column {missing}; its columns are"
+        name = "the source" if isinstance(source, pd.DataFrame) else str(source)
+        raise InputError(
+            f"{name} has no column {missing}; its columns are"
             f" {list(frame.columns)}: fix the mapping's column names"
         )
     payloads: dict[int, dict[str, Any]] = {}

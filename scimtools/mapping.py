@@ -226,14 +226,17 @@ class LambdaModel:
         FileNotFoundError
             When a file does not exist; the message names it.
         """
+        from scimtools.errors import InputFileNotFoundError
+        from scimtools.inputs import read_text
+
         sources = []
         for file in (Path(request), Path(response)):
             if not file.is_file():
-                raise FileNotFoundError(
+                raise InputFileNotFoundError(
                     f"lambda file {file} does not exist; export the tenant's SCIM"
                     " lambdas from FusionAuth or use data/lambdas/"
                 )
-            sources.append(file.read_text(encoding="utf-8"))
+            sources.append(read_text(file, "lambda file"))
         return cls(
             sources[0],
             sources[1],

@@ -191,6 +191,7 @@ class _Exporter:
         self.problems: list[str] = []
         self._lock = threading.Lock()
         self._echoes = 0
+        self._oversized = 0
         self._bar: Any = None
         self.empty_partitions: list[_Query] = []
         self.latest_total: dict[str | None, int] = {}
@@ -215,6 +216,8 @@ class _Exporter:
                 # Counted here, noted once at the end: with concurrent pages the
                 # first such page depends on timing, and the report must not.
                 self._echoes += 1
+            if got > count:
+                self._oversized += 1
         return page
 
     def note(self, problem: str) -> None:
@@ -453,6 +456,11 @@ class _Exporter:
     def run(self) -> ExportResult:
         first = self.page(1, self.count, self.base_filter)
         expected = first.total_results
+        if expected is None:
+            self.note(
+                "no totalResults in the list response (RFC 7644 §3.4.2 requires"
+                " it): paged until an empty page, completeness not checked"
+            )
         if not first.resources_key_present and first.total_results not in (None, 0):
             self.note(f"no Resources key although totalResults is {expected}")
 
@@ -536,6 +544,11 @@ class _Exporter:
                 f" {self._echoes} page(s): the server echoes count (RFC 7644"
                 " §3.4.2 says it should be the number returned); paging went by"
                 " the resources received"
+            )
+        if self._oversized:
+            self.note(
+                f"{self._oversized} page(s) held more resources than the count"
+                " asked for; paging went by the resources received"
             )
         if duplicates:
             self.note(

@@ -679,8 +679,15 @@ def read_plan(path: str | Path) -> pd.DataFrame:
     -------
     pandas.DataFrame
         Normalised with `make_plan`, not validated.
+
+    Raises
+    ------
+    scimtools.errors.InputError
+        The file is not UTF-8, empty or damaged CSV; the message names it.
     """
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    from scimtools.inputs import read_csv
+
+    frame = read_csv(path, "plan")
     for column in _JSON_COLUMNS:
         if column in frame.columns:
             frame[column] = frame[column].astype(object).map(_from_cell)
