@@ -51,8 +51,11 @@ test: lint unit nbval
 lab: $(VENV)/.installed $(DEMO_DB)
 	SCIMTOOLS_DEMO_DB=$(abspath $(DEMO_DB)) $(BIN)/scimtools lab
 
+# Runs every benchmark (each bounded in time and memory) and writes the table of
+# figures into README.md between the bench markers; BENCH_ARGS passes options to
+# benchmarks/run_all.py (--only NAME ..., --limit NAME=SECONDS, --no-readme).
 bench: $(VENV)/.installed-dev
-	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	$(BIN)/python benchmarks/run_all.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(OUT) .pytest_cache .ruff_cache

@@ -17,6 +17,8 @@ from typing import Any
 
 from py_mini_racer import JSEvalException, JSTimeoutException, MiniRacer
 
+from scimtools.errors import SCIMToolsError
+
 __all__ = ["DEFAULT_LAMBDA_DIR", "LAMBDA_FILES", "LambdaError", "LambdaSet"]
 
 DEFAULT_LAMBDA_DIR = Path(__file__).resolve().parents[2] / "data" / "lambdas"
@@ -77,7 +79,7 @@ function __run(slot, batch) {
 """
 
 
-class LambdaError(Exception):
+class LambdaError(SCIMToolsError):
     """A lambda threw, ran too long, or could not be compiled.
 
     Parameters
