@@ -1,0 +1,2 @@
+// Zoë's converter
+function convert(user, options, scimUser) {}

@@ -1,0 +1,2 @@
+while (true) {}
+function convert(user, options, scimUser) {}

@@ -1,0 +1,3 @@
+function convert(user, options, scimUser) {
+  while (true) {}
+}

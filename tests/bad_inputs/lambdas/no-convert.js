@@ -1,0 +1,3 @@
+function transform(user, options, scimUser) {
+  user.username = scimUser.userName;
+}

@@ -1,0 +1,1 @@
+var convert = 42;

@@ -1,0 +1,3 @@
+function convert(user, options, scimUser) {
+  return convert(user, options, scimUser);
+}

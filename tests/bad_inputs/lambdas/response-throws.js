@@ -1,0 +1,3 @@
+function convert(scimUser, user) {
+  scimUser.userName = user.missing.field;
+}

@@ -1,0 +1,4 @@
+function convert(user, options, scimUser) {
+  user.username = scimUser.userName
+  if (
+}

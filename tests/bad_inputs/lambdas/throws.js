@@ -1,0 +1,3 @@
+function convert(user, options, scimUser) {
+  throw new Error('no userName mapping');
+}
