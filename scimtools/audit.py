@@ -33,10 +33,12 @@ value wanted, JSON text); `fixes` decodes them.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import html
 import json
 import logging
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -48,7 +50,8 @@ import pandas as pd
 from scimtools.frames import ENTERPRISE, to_scim
 from scimtools.mapping import (
     LambdaModel,
-    compare_resources,
+    _canonical_keys,
+    _compare_canonical,
     generic_path,
     load_lambdas,
     normalise_phone,
@@ -450,7 +453,11 @@ def mapping_findings(
             "client_key": key,
         }
         stored = tenant.get(tenant_id) if tenant_id else None
-        predicted_diffs = compare_resources(sent, prediction)
+        # Canonical keys of what was sent, computed once for both comparisons.
+        sent_c = _canonical_keys(sent)
+        predicted_diffs = _compare_canonical(
+            dict(sent_c), _canonical_keys(prediction or {})
+        )
         by_prediction = {d.path: d for d in predicted_diffs if d.sent is not None}
         if stored is None:
             rows.append(
@@ -469,7 +476,12 @@ def mapping_findings(
                 )
             )
         by_tenant = (
-            {d.path: d for d in compare_resources(sent, stored)} if stored else {}
+            {
+                d.path: d
+                for d in _compare_canonical(dict(sent_c), _canonical_keys(stored))
+            }
+            if stored
+            else {}
         )
 
         for path, diff in sorted(by_prediction.items()):
@@ -746,8 +758,6 @@ def _duplicates(
 def _user_quality(
     user: Mapping[str, Any], wanted_email: str | None, region: str
 ) -> list[dict[str, Any]]:
-    from email_validator import EmailNotValidError, validate_email
-
     common = {"resource_type": "User", "resource_id": user["id"]}
     user_name = user.get("userName")
     rows = []
@@ -776,9 +786,8 @@ def _user_quality(
         value = email.get("value")
         if not isinstance(value, str):
             continue
-        try:
-            validate_email(value, check_deliverability=False)
-        except EmailNotValidError as exc:
+        problem = _email_problem(value)
+        if problem is not None:
             rows.append(
                 _finding(
                     "invalid_email",
@@ -786,7 +795,8 @@ def _user_quality(
                     kept=value,
                     severity="high",
                     fix="data",
-                    explanation=f"Email {value!r} of {user_name!r} is not valid: {exc}",
+                    explanation=f"Email {value!r} of {user_name!r} is not valid:"
+                    f" {problem}",
                     **common,
                 )
             )
@@ -847,6 +857,39 @@ def _user_quality(
             )
         )
     return rows
+
+
+# A plain dot-atom address (RFC 5322 §3.2.3) with a plain ASCII domain: its
+# local part is valid whatever the domain, so only the domain (cached) needs
+# email-validator; anything else goes to email-validator whole.
+_PLAIN_EMAIL = re.compile(
+    r"[A-Za-z0-9]+(?:[._+-][A-Za-z0-9]+)*"
+    r"@((?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63})"
+)
+
+
+def _email_problem(value: str) -> str | None:
+    """Return why email-validator rejects ``value``, or None when it is valid."""
+    match = _PLAIN_EMAIL.fullmatch(value)
+    if (
+        match is not None
+        and len(value) <= 200
+        and value.index("@") <= 64
+        and _email_check("a@" + match.group(1)) is None
+    ):
+        return None
+    return _email_check(value)
+
+
+@functools.lru_cache(maxsize=65_536)
+def _email_check(value: str) -> str | None:
+    from email_validator import EmailNotValidError, validate_email
+
+    try:
+        validate_email(value, check_deliverability=False)
+    except EmailNotValidError as exc:
+        return str(exc)
+    return None
 
 
 def _path_of(attribute: str, item: Mapping[str, Any]) -> str:

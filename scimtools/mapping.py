@@ -61,7 +61,7 @@ _SLOTS = (
     "groupResponse",
 )
 _NOOP = "function convert() {}"
-_BATCH = 2_000
+_BATCH = 10_000
 
 #: Statuses of a `Difference`, from sent to the other side.
 STATUSES = ("kept", "changed_form", "changed", "missing", "added")
@@ -78,6 +78,7 @@ MULTI_VALUED = (
     "groups",
     "members",
 )
+_MULTI = frozenset(MULTI_VALUED)
 _KNOWN = [
     "id",
     "externalId",
@@ -395,14 +396,30 @@ def _prune(doc: Mapping[str, Any]) -> dict[str, Any]:
     return pruned
 
 
+def _canonical_key(key: str) -> str:
+    try:
+        return _KEY_CACHE[key]
+    except KeyError:
+        canonical = _CANONICAL.get(key.lower(), key)
+        if len(_KEY_CACHE) < 65_536:
+            _KEY_CACHE[key] = canonical
+        return canonical
+
+
+_KEY_CACHE: dict[str, str] = {}
+
+
 def _canonical_keys(value: Any) -> Any:
     if isinstance(value, dict):
-        return {
-            _CANONICAL.get(k.lower(), k) if isinstance(k, str) else k: (
-                _canonical_keys(v) if isinstance(v, dict | list) else v
-            )
-            for k, v in value.items()
-        }
+        cache = _KEY_CACHE
+        out = {}
+        for k, v in value.items():
+            if isinstance(k, str):
+                k = cache[k] if k in cache else _canonical_key(k)
+            if isinstance(v, dict | list):
+                v = _canonical_keys(v)
+            out[k] = v
+        return out
     if isinstance(value, list):
         return [_canonical_keys(v) if isinstance(v, dict | list) else v for v in value]
     if isinstance(value, Mapping):
@@ -468,6 +485,13 @@ def generic_path(path: str) -> str:
     >>> generic_path('emails[type eq "work"].value')
     'emails.value'
     """
+    if "[" not in path:
+        return path
+    return _generic_path(path)
+
+
+@functools.lru_cache(maxsize=65_536)
+def _generic_path(path: str) -> str:
     out, depth = [], 0
     for char in path:
         if char == "[":
@@ -510,22 +534,34 @@ def flatten_resource(
     """
     ignored = set(ignore)
     flat: dict[str, Any] = {}
+    cache = _KEY_CACHE
 
     def walk(node: Mapping[str, Any], prefix: str) -> None:
         for raw_key, value in node.items():
-            key = _CANONICAL.get(str(raw_key).lower(), raw_key)
-            if not prefix and key in ignored or _blank(value):
+            if raw_key in cache:
+                key = cache[raw_key]
+            else:
+                key = _CANONICAL.get(str(raw_key).lower(), raw_key)
+            if (
+                not prefix
+                and key in ignored
+                or value is None
+                or value == ""
+                or value == []
+                or value == {}
+            ):
                 continue
             path = f"{prefix}{key}"
-            if key == ENTERPRISE and isinstance(value, Mapping):
+            is_mapping = isinstance(value, (dict, Mapping))
+            if key == ENTERPRISE and is_mapping:
                 walk(_manager_object(value), f"{ENTERPRISE}:")
-            elif key in MULTI_VALUED and isinstance(value, list):
+            elif key in _MULTI and isinstance(value, list):
                 for item in value:
-                    if isinstance(item, Mapping):
+                    if isinstance(item, (dict, Mapping)):
                         walk(item, _item_key(path, item) + ".")
                     elif not _blank(item):
                         flat[f'{path}[value eq "{item}"].value'] = item
-            elif isinstance(value, Mapping):
+            elif is_mapping:
                 walk(value, f"{path}.")
             else:
                 flat[path] = value
@@ -583,8 +619,8 @@ def _match_items(
     attribute: str, sent: list[Any], other: list[Any]
 ) -> list[tuple[Any, Any]]:
     """Pair items by value (and type), then by type; unmatched ones alone."""
-    sent = [s for s in sent if isinstance(s, Mapping)]
-    left = [o for o in other if isinstance(o, Mapping)]
+    sent = [s for s in sent if isinstance(s, (dict, Mapping))]
+    left = [o for o in other if isinstance(o, (dict, Mapping))]
     pairs: list[tuple[Any, Any]] = []
     unpaired = []
 
@@ -655,10 +691,27 @@ def compare_resources(
     >>> [d.status for d in compare_resources({"active": "False"}, {"active": False})]
     ['changed_form']
     """
-    other = other or {}
+    return _compare_canonical(
+        _canonical_keys(sent),
+        _canonical_keys(other or {}),
+        ignore=ignore,
+        unchanged=unchanged,
+    )
+
+
+def _compare_canonical(
+    sent_c: dict[str, Any],
+    other_c: dict[str, Any],
+    *,
+    ignore: Iterable[str] = _IGNORED,
+    unchanged: bool = True,
+) -> list[Difference]:
+    """`compare_resources` on resources whose keys are canonical already.
+
+    The two top-level dicts are changed (multi-valued attributes popped).
+    """
     ignored = tuple(ignore)
     out: list[Difference] = []
-    sent_c, other_c = _canonical_keys(sent), _canonical_keys(other)
 
     for attribute in MULTI_VALUED:
         if attribute in ignored:
