@@ -12,12 +12,14 @@ import email.utils
 import json as jsonlib
 import logging
 import random
+import ssl
 import threading
 import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -193,7 +195,7 @@ class SCIMClient:
         *,
         auth: httpx.Auth | None = None,
         token: str | None = None,
-        verify: bool | str = True,
+        verify: bool | str | ssl.SSLContext = True,
         allow_insecure_http: bool = False,
         timeout: float = 30.0,
         max_retries: int = 5,
@@ -228,6 +230,10 @@ class SCIMClient:
                 InsecureTLSWarning,
                 stacklevel=2,
             )
+        if isinstance(verify, str):
+            # httpx deprecates a path; the same check through an SSL context.
+            where = "capath" if Path(verify).is_dir() else "cafile"
+            verify = ssl.create_default_context(**{where: verify})  # type: ignore[arg-type]
 
         self.base_url = base_url.rstrip("/")
         self.auth = auth
