@@ -204,13 +204,12 @@ class LambdaSet:
                     code = f"JSON.stringify(__run({json.dumps(slot)}, {literal}))"
                     text = self._racer.eval(code, timeout_sec=timeout)
                 else:
-                    # A function handle kept past this call would keep the
-                    # interpreter from exiting while the isolate is open.
-                    entry = self._racer.eval("__runJSON")
-                    try:
-                        text = entry(slot, payload, timeout_sec=timeout)
-                    finally:
-                        del entry
+                    # The payload travels as one JS string literal (a JSON string
+                    # is one) parsed by JSON.parse inside V8. Calling a function
+                    # handle instead goes through mini-racer's event loop, which
+                    # a timeout followed by close() leaves broken.
+                    call = f"__runJSON({json.dumps(slot)}, {json.dumps(payload)})"
+                    text = self._racer.eval(call, timeout_sec=timeout)
                 answer = json.loads(text)
             except JSTimeoutException as exc:
                 raise LambdaError(
