@@ -56,7 +56,14 @@ from scimtools.frames import COLUMNS, USER_SCHEMA, read_path
 from scimtools.inputs import check_cells, read_csv, read_jsonl, read_parquet
 from scimtools.journal import FINAL_STATES, Journal, JournalError
 from scimtools.mapping import LambdaModel, compare_resources, normalise_phone
-from scimtools.push import RunSummary, apply_plan, resume_run, rollback_run
+from scimtools.push import (
+    _WRITE_ATTEMPTS,
+    RunSummary,
+    _transient,
+    apply_plan,
+    resume_run,
+    rollback_run,
+)
 
 __all__ = [
     "TRANSFORMS",
@@ -1177,6 +1184,7 @@ class StagedImport:
         name: str,
         group: str | None,
         chunk: list[str],
+        tries: int = _WRITE_ATTEMPTS,
     ) -> tuple[str, int]:
         journal = self.journal
         previous = journal.operation(run_id, op_id)
@@ -1229,6 +1237,9 @@ class StagedImport:
             )
             self.client.patch("Groups", group, operations, reread=False)
         except (SCIMServerError, *_AMBIGUOUS) as exc:
+            if tries > 1 and _transient(exc):
+                # Read the group again and send what is still missing.
+                return self._add_members(run_id, op_id, name, group, chunk, tries - 1)
             return self._settle_members(run_id, op_id, group, chunk, exc)
         journal.record_answer(
             run_id, op_id, "applied", status=200, resource_id=group, op="add_members"

@@ -76,6 +76,20 @@ _PERMISSION_VERBS = {
 _PERMISSION_KINDS = {"User": "users", "EnterpriseUser": "enterprise users"}
 _PERMISSION_KINDS["Group"] = "groups"
 _AMBIGUOUS = (httpx.TransportError,)
+#: Sends of one write at most, when its answers are lost or say "try again"
+#: and a fresh read shows that it did not land.
+_WRITE_ATTEMPTS = 5
+
+
+def _transient(exc: Exception) -> bool:
+    """Whether a failed write may succeed when sent again (once seen not landed).
+
+    A lost answer, 429, a 5xx, or a 2xx whose body could not be read.
+    """
+    if isinstance(exc, _AMBIGUOUS):
+        return True
+    status = getattr(exc, "status", None)
+    return isinstance(status, int) and (status == 429 or status >= 500 or status < 300)
 
 
 class MassChangeError(SCIMToolsError):
@@ -440,9 +454,17 @@ class _Engine:
                 if not isinstance(wanted, str) or not wanted:
                     continue
                 self.pacer.wait()
-                page = self.client.list_page(
-                    op.endpoint, count=10, filter=f"{attribute} eq {_quote(wanted)}"
-                )
+                try:
+                    page = self.client.list_page(
+                        op.endpoint,
+                        count=10,
+                        filter=f"{attribute} eq {_quote(wanted)}",
+                    )
+                except (SCIMServerError, *_AMBIGUOUS) as exc:
+                    # A patient lookup outlasts a read that failed for now.
+                    if attempt + 1 < attempts and _transient(exc):
+                        break
+                    raise
                 for found in page.resources:
                     # FusionAuth's userName eq also matches emails: check the hit.
                     have = found.get(attribute)
@@ -654,6 +676,7 @@ class _Engine:
         request: dict[str, Any],
         current: dict[str, Any] | None,
         was_sent: bool,
+        tries: int = _WRITE_ATTEMPTS,
     ) -> str:
         assert self.journal is not None and self.run_id is not None
         try:
@@ -661,16 +684,18 @@ class _Engine:
         except SCIMServerError as exc:
             if exc.status in (405, 501) and request["method"] == "PATCH":
                 # PATCH refused: PUT the freshly read resource instead.
-                return self._write(op, self.request_for(op, current), current, was_sent)
+                return self._write(
+                    op, self.request_for(op, current), current, was_sent, tries
+                )
             if exc.status == 404 and op.op == "delete":
                 self._finish(op, "unchanged", 404, current, "deleted meanwhile")
                 return "unchanged"
-            if isinstance(exc, ConflictError) or exc.status >= 500:
-                return self._recheck(op, exc, was_sent)
+            if isinstance(exc, ConflictError) or _transient(exc):
+                return self._recheck(op, exc, was_sent, tries)
             self._finish(op, "failed", exc.status, current, _describe(exc))
             return "failed"
         except _AMBIGUOUS as exc:
-            return self._recheck(op, exc, was_sent)
+            return self._recheck(op, exc, was_sent, tries)
 
         sets_attribute = op.op in ("patch", "replace", "deactivate") and op.attribute
         if (
@@ -691,8 +716,13 @@ class _Engine:
         self._applied(op, answer, status, None)
         return "applied"
 
-    def _recheck(self, op: _Op, exc: Exception, was_sent: bool) -> str:
-        """After an answer that does not say whether the write landed, look."""
+    def _recheck(self, op: _Op, exc: Exception, was_sent: bool, tries: int = 1) -> str:
+        """After an answer that does not say whether the write landed, look.
+
+        A write that did not land after a lost answer, a 429, a 5xx or an
+        unreadable 2xx is sent again from the fresh read, ``tries - 1`` more
+        times at most; each send is journaled.
+        """
         current = self.read(op, patient=True)
         landed = self.in_effect(op, current)
         if landed and (not isinstance(exc, ConflictError) or was_sent):
@@ -703,6 +733,26 @@ class _Engine:
             reason = f"exists already ({_describe(exc)})"
             self._finish(op, "stale", 409, current, reason)
             return "stale"
+        gone = current is None and op.op not in ("create", "delete")
+        if tries > 1 and _transient(exc) and not gone:
+            assert self.journal is not None and self.run_id is not None
+            request = self.request_for(op, current)
+            logger.info(
+                "%s %s not applied (%s); sending again",
+                op.op_id,
+                op.op,
+                type(exc).__name__,
+            )
+            self.journal.record_sent(
+                self.run_id,
+                op.op_id,
+                op=op.op,
+                resource_type=op.resource_type,
+                resource_id=op.resource_id,
+                before=current,
+                request=request,
+            )
+            return self._write(op, request, current, True, tries - 1)
         status = getattr(exc, "status", None)
         self._finish(op, "failed", status, current, _describe(exc))
         return "failed"
