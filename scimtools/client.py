@@ -12,18 +12,24 @@ import email.utils
 import json as jsonlib
 import logging
 import random
+import ssl
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from scimtools.auth import StaticTokenAuth, check_transport
 from scimtools.errors import (
+    SCIM_ERROR_SCHEMA,
     BadRequestError,
+    BadResponseError,
+    InsecureTLSWarning,
     NotFoundError,
     SCIMServerError,
     server_error,
@@ -143,7 +149,8 @@ class SCIMClient:
     token : str, optional
         Shortcut for ``auth=StaticTokenAuth(token)``.
     verify : bool or str, default True
-        TLS verification (a CA bundle path is allowed); leave it on.
+        TLS verification (a CA bundle path is allowed); leave it on. False
+        issues an `InsecureTLSWarning`.
     allow_insecure_http : bool, default False
         Allow a bearer token over plain http to a host other than loopback.
     timeout : float, default 30
@@ -192,7 +199,7 @@ class SCIMClient:
         *,
         auth: httpx.Auth | None = None,
         token: str | None = None,
-        verify: bool | str = True,
+        verify: bool | str | ssl.SSLContext = True,
         allow_insecure_http: bool = False,
         timeout: float = 30.0,
         max_retries: int = 5,
@@ -219,6 +226,18 @@ class SCIMClient:
             check_transport(base_url, allow_insecure_http=allowed)
         if window is not None and window < 1:
             raise ValueError(f"window must be positive or None, not {window}")
+        if verify is False:
+            warnings.warn(
+                f"TLS certificate verification is off for {base_url}: anyone on the"
+                " path can read the bearer token; pass verify=True or the path of"
+                " the server's CA bundle",
+                InsecureTLSWarning,
+                stacklevel=2,
+            )
+        if isinstance(verify, str):
+            # httpx deprecates a path; the same check through an SSL context.
+            where = "capath" if Path(verify).is_dir() else "cafile"
+            verify = ssl.create_default_context(**{where: verify})  # type: ignore[arg-type]
 
         self.base_url = base_url.rstrip("/")
         self.auth = auth
@@ -437,15 +456,41 @@ class SCIMClient:
         return ceiling * (0.5 + 0.5 * self.rng())
 
     def _json(self, response: httpx.Response, what: str) -> Any:
-        try:
-            return response.json()
-        except ValueError as exc:
-            raise SCIMServerError(
+        request_line = f"{response.request.method} {response.request.url.path}"
+        kind = response.headers.get("Content-Type", "").split(";")[0].strip()
+        if kind and "json" not in kind.lower():
+            looks = " (an HTML page, e.g. a proxy's or a login page)" * (
+                "html" in kind.lower()
+            )
+            raise BadResponseError(
                 response.status_code,
-                detail=f"{what} answered with a body that is not JSON",
+                detail=f"{what} answered with Content-Type {kind}{looks}, not JSON",
                 body_text=response.text,
-                request_line=f"{response.request.method} {response.request.url.path}",
+                request_line=request_line,
+            )
+        try:
+            body = response.json()
+        except ValueError as exc:
+            detail = f"{what} answered with a body that is not JSON"
+            if not response.content:
+                detail = f"{what} answered with an empty body"
+            elif response.text.rstrip()[-1:] not in ("}", "]"):
+                detail += " (it looks cut short)"
+            raise BadResponseError(
+                response.status_code,
+                detail=detail,
+                body_text=response.text,
+                request_line=request_line,
             ) from exc
+        if isinstance(body, dict) and SCIM_ERROR_SCHEMA in (body.get("schemas") or []):
+            # A SCIM error with a success status: trust the body, not the status.
+            status = _to_int(body.get("status")) or response.status_code
+            raise server_error(
+                status if status >= 400 else 500,
+                response.text,
+                request_line=f"{request_line} ({response.status_code} carrying)",
+            )
+        return body
 
     # -- resources ------------------------------------------------------------
 
@@ -516,15 +561,38 @@ class SCIMClient:
 
         response = self.request("GET", endpoint, params=params)
         body = self._json(response, f"GET {endpoint}")
+        request_line = f"GET {response.request.url.path}"
         if not isinstance(body, dict):
-            raise SCIMServerError(
+            raise BadResponseError(
                 response.status_code,
                 detail=f"GET {endpoint} answered with JSON that is not a list response",
                 body_text=response.text,
+                request_line=request_line,
             )
         resources = body.get("Resources")
+        problem = None
+        if resources is not None and not isinstance(resources, list):
+            problem = f"Resources is a JSON {type(resources).__name__}, not a list"
+        else:
+            for n, resource in enumerate(resources or [], start=start_index):
+                if not isinstance(resource, dict):
+                    problem = f"resource {n} is a JSON {type(resource).__name__}"
+                elif not isinstance(resource.get("id"), str) or not resource["id"]:
+                    name = resource.get("userName") or resource.get("displayName")
+                    problem = f"resource {n} ({name!r}) has no id"
+                else:
+                    continue
+                break
+        if problem:
+            raise BadResponseError(
+                response.status_code,
+                detail=f"GET {endpoint} answered a list response whose {problem}"
+                " (RFC 7644 §3.4.2: a list of resources, each with an id)",
+                body_text=response.text,
+                request_line=request_line,
+            )
         return Page(
-            resources=[r for r in resources or [] if isinstance(r, dict)],
+            resources=list(resources or []),
             total_results=_to_int(body.get("totalResults")),
             start_index=_to_int(body.get("startIndex")),
             items_per_page=_to_int(body.get("itemsPerPage")),
