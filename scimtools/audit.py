@@ -51,7 +51,8 @@ from scimtools.frames import ENTERPRISE, to_scim
 from scimtools.mapping import (
     LambdaModel,
     _canonical_keys,
-    _compare_canonical,
+    _compare_prepared,
+    _prepare,
     generic_path,
     load_lambdas,
     normalise_phone,
@@ -453,12 +454,17 @@ def mapping_findings(
             "client_key": key,
         }
         stored = tenant.get(tenant_id) if tenant_id else None
-        # Canonical keys of what was sent, computed once for both comparisons.
-        sent_c = _canonical_keys(sent)
-        predicted_diffs = _compare_canonical(
-            dict(sent_c), _canonical_keys(prediction or {})
-        )
-        by_prediction = {d.path: d for d in predicted_diffs if d.sent is not None}
+        # What was sent is canonicalised and flattened once for both comparisons.
+        sent_p = _prepare(_canonical_keys(sent))
+        by_prediction: dict[str, tuple[str, str, Any, Any]] = {}
+        predicted_paths = set()
+        for row in _compare_prepared(
+            sent_p, _prepare(_canonical_keys(prediction or {}))
+        ):
+            if row[2] is not None:
+                by_prediction[row[0]] = row
+            if row[3] is not None:
+                predicted_paths.add(row[0])
         if stored is None:
             rows.append(
                 _finding(
@@ -477,34 +483,30 @@ def mapping_findings(
             )
         by_tenant = (
             {
-                d.path: d
-                for d in _compare_canonical(dict(sent_c), _canonical_keys(stored))
+                row[0]: row
+                for row in _compare_prepared(sent_p, _prepare(_canonical_keys(stored)))
             }
             if stored
             else {}
         )
 
-        for path, diff in sorted(by_prediction.items()):
+        for path, (_, status, value, other) in sorted(by_prediction.items()):
             counter = survival[(client, generic_path(path))]
             counter["sent"] += 1
-            if diff.status in ("missing", "changed"):
+            if status in ("missing", "changed"):
                 counter["dropped"] += 1
                 rows.append(
                     _finding(
                         "dropped_by_lambda",
                         attribute=path,
-                        sent=diff.sent,
-                        kept=diff.other,
-                        expected=diff.other,
+                        sent=value,
+                        kept=other,
+                        expected=other,
                         fix="lambda",
-                        fix_value=diff.sent,
+                        fix_value=value,
                         explanation=f"The lambdas do not keep {path} as {client}"
-                        f" sends it ({_quote(diff.sent)}"
-                        + (
-                            ")"
-                            if diff.other is None
-                            else f" becomes {_quote(diff.other)})"
-                        )
+                        f" sends it ({_quote(value)}"
+                        + (")" if other is None else f" becomes {_quote(other)})")
                         + "; map it in the request and response lambdas.",
                         **common,
                     )
@@ -516,20 +518,20 @@ def mapping_findings(
             if actual is None and "]." in path and not path.endswith("].value"):
                 # The whole item is missing: its value's finding covers it.
                 continue
-            if actual is None or actual.status in ("missing", "changed"):
+            if actual is None or actual[1] in ("missing", "changed"):
                 counter["lost"] += 1
-                kept = None if actual is None else actual.other
+                kept = None if actual is None else actual[3]
                 rows.append(
                     _finding(
                         "lost_although_mapped",
                         attribute=path,
-                        sent=diff.sent,
+                        sent=value,
                         kept=kept,
-                        expected=diff.other,
+                        expected=other,
                         fix="data",
-                        fix_value=diff.other,
+                        fix_value=other,
                         explanation=f"The lambdas keep {path}, but the tenant holds"
-                        f" {_quote(kept)} where {client} sent {_quote(diff.sent)}:"
+                        f" {_quote(kept)} where {client} sent {_quote(value)}:"
                         " a later write, another SCIM client or a manual edit;"
                         " write the value again.",
                         **common,
@@ -537,18 +539,18 @@ def mapping_findings(
                 )
                 continue
             counter["kept"] += 1
-            if actual.status == "changed_form":
+            if actual[1] == "changed_form":
                 counter["changed_in_form"] += 1
                 rows.append(
                     _finding(
                         "changed_in_form",
                         attribute=path,
-                        sent=diff.sent,
-                        kept=actual.other,
-                        expected=diff.other,
+                        sent=value,
+                        kept=actual[3],
+                        expected=other,
                         severity="low",
                         explanation=f"{path} is kept in another form:"
-                        f" {_quote(diff.sent)} was sent, {_quote(actual.other)} is"
+                        f" {_quote(value)} was sent, {_quote(actual[3])} is"
                         " stored; the same value, nothing to fix.",
                         **common,
                     )
@@ -556,17 +558,16 @@ def mapping_findings(
 
         if stored is None:
             continue
-        predicted_paths = {d.path for d in predicted_diffs if d.other is not None}
-        for path, diff in sorted(by_tenant.items()):
-            if diff.status != "added" or path in predicted_paths:
+        for path, (_, status, _, other) in sorted(by_tenant.items()):
+            if status != "added" or path in predicted_paths:
                 continue
             rows.append(
                 _finding(
                     "present_only_on_tenant",
                     attribute=path,
-                    kept=diff.other,
+                    kept=other,
                     severity="low",
-                    explanation=f"The tenant holds {path} = {_quote(diff.other)},"
+                    explanation=f"The tenant holds {path} = {_quote(other)},"
                     f" which {client} never sent: another SCIM client or a manual"
                     " edit wrote it.",
                     **common,

@@ -532,42 +532,53 @@ def flatten_resource(
     {'userName': 'ada', 'name.givenName': 'Ada',
      'emails[type eq "work"].value': 'a@x', 'emails[type eq "work"].type': 'Work'}
     """
-    ignored = set(ignore)
     flat: dict[str, Any] = {}
-    cache = _KEY_CACHE
-
-    def walk(node: Mapping[str, Any], prefix: str) -> None:
-        for raw_key, value in node.items():
-            if raw_key in cache:
-                key = cache[raw_key]
-            else:
-                key = _CANONICAL.get(str(raw_key).lower(), raw_key)
-            if (
-                not prefix
-                and key in ignored
-                or value is None
-                or value == ""
-                or value == []
-                or value == {}
-            ):
-                continue
-            path = f"{prefix}{key}"
-            is_mapping = isinstance(value, (dict, Mapping))
-            if key == ENTERPRISE and is_mapping:
-                walk(_manager_object(value), f"{ENTERPRISE}:")
-            elif key in _MULTI and isinstance(value, list):
-                for item in value:
-                    if isinstance(item, (dict, Mapping)):
-                        walk(item, _item_key(path, item) + ".")
-                    elif not _blank(item):
-                        flat[f'{path}[value eq "{item}"].value'] = item
-            elif is_mapping:
-                walk(value, f"{path}.")
-            else:
-                flat[path] = value
-
-    walk(resource, "")
+    _walk(resource, "", flat, frozenset(ignore))
     return flat
+
+
+_LEAVES = (str, int, float, bool)
+
+
+def _walk(
+    node: Mapping[str, Any],
+    prefix: str,
+    flat: dict[str, Any],
+    skip: frozenset[str] | set[str] | None,
+) -> None:
+    """Add the leaves of ``node`` to ``flat``; ``skip``: top-level names left out."""
+    cache = _KEY_CACHE
+    for raw_key, value in node.items():
+        key = cache.get(raw_key) if type(raw_key) is str else None
+        if key is None:
+            key = _CANONICAL.get(str(raw_key).lower(), raw_key)
+        if (
+            skip
+            and key in skip
+            or value is None
+            or value == ""
+            or value == []
+            or value == {}
+        ):
+            continue
+        path = f"{prefix}{key}"
+        kind = type(value)
+        if kind in _LEAVES:
+            flat[path] = value
+            continue
+        is_mapping = kind is dict or isinstance(value, Mapping)
+        if key == ENTERPRISE and is_mapping:
+            _walk(_manager_object(value), f"{ENTERPRISE}:", flat, None)
+        elif key in _MULTI and isinstance(value, list):
+            for item in value:
+                if type(item) is dict or isinstance(item, Mapping):
+                    _walk(item, _item_key(path, item) + ".", flat, None)
+                elif not _blank(item):
+                    flat[f'{path}[value eq "{item}"].value'] = item
+        elif is_mapping:
+            _walk(value, f"{path}.", flat, None)
+        else:
+            flat[path] = value
 
 
 def _manager_object(block: Mapping[str, Any]) -> dict[str, Any]:
@@ -615,25 +626,35 @@ def _same_value(attribute: str, a: Any, b: Any) -> bool:
     return False
 
 
+def _is_mapping(value: Any) -> bool:
+    return type(value) is dict or isinstance(value, Mapping)
+
+
 def _match_items(
     attribute: str, sent: list[Any], other: list[Any]
 ) -> list[tuple[Any, Any]]:
     """Pair items by value (and type), then by type; unmatched ones alone."""
-    sent = [s for s in sent if isinstance(s, (dict, Mapping))]
-    left = [o for o in other if isinstance(o, (dict, Mapping))]
+    left = [o for o in other if _is_mapping(o)]
     pairs: list[tuple[Any, Any]] = []
     unpaired = []
 
     for item in sent:
-        candidates = [
-            o for o in left if _same_value(attribute, item.get("value"), o.get("value"))
-        ]
-        same_type = [
-            o
-            for o in candidates
-            if str(o.get("type", "")).lower() == str(item.get("type", "")).lower()
-        ]
-        match = (same_type or candidates or [None])[0]
+        if not _is_mapping(item):
+            continue
+        value = item.get("value")
+        match = None
+        if left:
+            kind = str(item.get("type", "")).lower()
+            first = None
+            for o in left:
+                if _same_value(attribute, value, o.get("value")):
+                    if str(o.get("type", "")).lower() == kind:
+                        match = o
+                        break
+                    if first is None:
+                        first = o
+            if match is None:
+                match = first
         if match is None:
             unpaired.append(item)
             continue
@@ -691,78 +712,127 @@ def compare_resources(
     >>> [d.status for d in compare_resources({"active": "False"}, {"active": False})]
     ['changed_form']
     """
-    return _compare_canonical(
-        _canonical_keys(sent),
-        _canonical_keys(other or {}),
-        ignore=ignore,
-        unchanged=unchanged,
-    )
-
-
-def _compare_canonical(
-    sent_c: dict[str, Any],
-    other_c: dict[str, Any],
-    *,
-    ignore: Iterable[str] = _IGNORED,
-    unchanged: bool = True,
-) -> list[Difference]:
-    """`compare_resources` on resources whose keys are canonical already.
-
-    The two top-level dicts are changed (multi-valued attributes popped).
-    """
     ignored = tuple(ignore)
-    out: list[Difference] = []
+    rows = _compare_prepared(
+        _prepare(_canonical_keys(sent), ignored),
+        _prepare(_canonical_keys(other or {}), ignored),
+    )
+    rows.sort(key=_path_of_row)
+    return [Difference(*row) for row in rows if unchanged or row[1] != "kept"]
 
+
+def _path_of_row(row: tuple[str, str, Any, Any]) -> str:
+    return row[0]
+
+
+class _Prepared:
+    """A resource with canonical keys, split once for any number of comparisons.
+
+    ``multi``: the multi-valued attributes (``value or []``); ``flat``: the
+    other leaves by path; ``manager_text``: the enterprise manager is a bare
+    string; ``items``: flattened items, by ``id``, filled as they are needed.
+    """
+
+    __slots__ = ("multi", "flat", "manager_text", "items")
+
+    def __init__(
+        self, multi: dict[str, Any], flat: dict[str, Any], manager_text: bool
+    ) -> None:
+        self.multi = multi
+        self.flat = flat
+        self.manager_text = manager_text
+        self.items: dict[int, dict[str, Any]] = {}
+
+
+def _prepare(
+    resource: dict[str, Any], ignored: tuple[str, ...] = _IGNORED
+) -> _Prepared:
+    """Split a resource whose keys are canonical (`_canonical_keys`)."""
+    multi: dict[str, Any] = {}
+    skip = set(ignored)
     for attribute in MULTI_VALUED:
-        if attribute in ignored:
-            continue
-        items_s = sent_c.pop(attribute, None) or []
-        items_o = other_c.pop(attribute, None) or []
-        if not isinstance(items_s, list) or not isinstance(items_o, list):
-            continue
-        for item_s, item_o in _match_items(attribute, items_s, items_o):
-            key = _item_key(attribute, item_s if item_s is not None else item_o)
-            flat_s = flatten_resource(item_s or {}, ignore=())
-            flat_o = flatten_resource(item_o or {}, ignore=())
-            if item_o is None or item_s is None:
-                status = "missing" if item_o is None else "added"
-                value_s = (item_s or {}).get("value")
-                value_o = (item_o or {}).get("value")
-                out.append(Difference(f"{key}.value", status, value_s, value_o))
+        if attribute in resource and attribute not in skip:
+            multi[attribute] = resource[attribute] or []
+    skip.update(multi)
+    flat: dict[str, Any] = {}
+    _walk(resource, "", flat, skip)
+    return _Prepared(multi, flat, _manager_is_text(resource))
+
+
+def _flat_item(prepared: _Prepared, item: Mapping[str, Any]) -> dict[str, Any]:
+    flat = prepared.items.get(id(item))
+    if flat is None:
+        flat = prepared.items[id(item)] = {}
+        _walk(item, "", flat, None)
+    return flat
+
+
+_MANAGER_PATH = f"{ENTERPRISE}:manager.value"
+
+
+def _compare_prepared(
+    sent: _Prepared, other: _Prepared
+) -> list[tuple[str, str, Any, Any]]:
+    """Compare two prepared resources: ``(path, status, sent, other)`` rows.
+
+    The rows come in the order of `compare_resources` before its sort by path.
+    """
+    out: list[tuple[str, str, Any, Any]] = []
+    multi_s, multi_o = sent.multi, other.multi
+
+    if multi_s or multi_o:
+        for attribute in MULTI_VALUED:
+            items_s = multi_s.get(attribute, [])
+            items_o = multi_o.get(attribute, [])
+            if not isinstance(items_s, list) or not isinstance(items_o, list):
                 continue
-            out.extend(_compare_flat(flat_s, flat_o, f"{key}.", attribute))
+            if not items_s and not items_o:
+                continue
+            for item_s, item_o in _match_items(attribute, items_s, items_o):
+                key = _item_key(attribute, item_s if item_s is not None else item_o)
+                if item_o is None:
+                    out.append((f"{key}.value", "missing", item_s.get("value"), None))
+                elif item_s is None:
+                    out.append((f"{key}.value", "added", None, item_o.get("value")))
+                else:
+                    _compare_flat(
+                        _flat_item(sent, item_s),
+                        _flat_item(other, item_o),
+                        f"{key}.",
+                        out,
+                    )
 
-    flat_s = flatten_resource(sent_c, ignore=ignored)
-    flat_o = flatten_resource(other_c, ignore=ignored)
-    out.extend(_compare_flat(flat_s, flat_o, "", ""))
-    manager = f"{ENTERPRISE}:manager.value"
-    if _manager_is_text(sent_c) != _manager_is_text(other_c):
+    _compare_flat(sent.flat, other.flat, "", out)
+    if sent.manager_text != other.manager_text:
         out = [
-            Difference(d.path, "changed_form", d.sent, d.other)
-            if d.path == manager and d.status == "kept"
-            else d
-            for d in out
+            (row[0], "changed_form", row[2], row[3])
+            if row[0] == _MANAGER_PATH and row[1] == "kept"
+            else row
+            for row in out
         ]
-
-    out.sort(key=lambda d: d.path)
-    return out if unchanged else [d for d in out if d.status != "kept"]
+    return out
 
 
 def _compare_flat(
-    flat_s: Mapping[str, Any], flat_o: Mapping[str, Any], prefix: str, attribute: str
-) -> list[Difference]:
-    out = []
-    for key in list(flat_s) + [k for k in flat_o if k not in flat_s]:
+    flat_s: Mapping[str, Any],
+    flat_o: Mapping[str, Any],
+    prefix: str,
+    out: list[tuple[str, str, Any, Any]],
+) -> None:
+    append = out.append
+    for key, value_s in flat_s.items():
         path = prefix + key
-        value_s, value_o = flat_s.get(key), flat_o.get(key)
         if key not in flat_o:
-            status = "missing"
-        elif key not in flat_s:
-            status = "added"
+            append((path, "missing", value_s, None))
+            continue
+        value_o = flat_o[key]
+        if value_s == value_o and type(value_s) is type(value_o):
+            append((path, "kept", value_s, value_o))
         else:
-            status = _compare_values(path, value_s, value_o)
-        out.append(Difference(path, status, value_s, value_o))
-    return out
+            append((path, _compare_values(path, value_s, value_o), value_s, value_o))
+    for key, value_o in flat_o.items():
+        if key not in flat_s:
+            append((prefix + key, "added", None, value_o))
 
 
 # -- the test bench ----------------------------------------------------------------
