@@ -11,6 +11,7 @@ faults, and prints the table as Markdown. A figure, never a test.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import tempfile
@@ -43,6 +44,14 @@ def main() -> int:
     print(table(results))
     print(f"\n{time.monotonic() - started:.0f} s")
     bad = [r for r in results if r.outcome != "same as without faults"]
+    figures = {
+        "cells": len(results),
+        "same": len(results) - len(bad),
+        "faults": sum(r.faults for r in results),
+        "kills": sum(r.kills for r in results),
+        "users": args.users,
+    }
+    print("BENCH " + json.dumps({"benchmark": "fault_matrix", "figures": figures}))
     return 1 if bad else 0
 
 

@@ -69,6 +69,7 @@ def stages(tmp: Path) -> list[Stage]:
         Stage("conflicts_1m", [PY, str(bench / "conflicts.py")], 420),
         Stage("push", [PY, str(bench / "push.py")], 300),
         Stage("import", [PY, str(bench / "import.py")], 300),
+        Stage("fault_matrix", [PY, str(bench / "fault_matrix.py")], 900),
         Stage(
             "demo_build",
             [str(scimtools), "demo", "build", "--db", str(tmp / "demo.sqlite")],
@@ -310,6 +311,20 @@ def table(by: dict[str, Stage]) -> list[str]:
                 "" if c == 1 else f"{f[f'c{c}_{per_s}'] / base:.1f}",
                 script,
             )
+
+    s = by.get("fault_matrix")
+    script = "benchmarks/fault_matrix.py"
+    what = "fault matrix: export, push, rollback, import x each fault and all at once"
+    if s and not failed(s, what, script):
+        f = s.figures
+        row(
+            f"{what}, plus kill -9 and resume ({f['users']} users)",
+            f"{f['same']} of {f['cells']} cells end as without faults"
+            f" ({f['faults']} faults injected, {f['kills']} kills)",
+            "",
+            "",
+            script,
+        )
 
     s = by.get("demo_build")
     if s:
