@@ -432,8 +432,12 @@ def mapping_findings(
     tenant = {u["id"]: u for u in users if u.get("id")}
     own_model = lambdas is None
     model = lambdas or load_lambdas()
+    profiles = [v["profile"] for v in user_views]
+    # Canonical keys of what was sent, computed once for the lambdas and both
+    # comparisons.
+    sent_canonical = [_canonical_keys(p) for p in profiles]
     try:
-        predicted = model.predict([v["profile"] for v in user_views])
+        predicted = model._predict(profiles, sent_canonical)
     finally:
         if own_model:
             model.close()
@@ -444,7 +448,9 @@ def mapping_findings(
         lambda: dict.fromkeys(("sent", "kept", "changed_in_form", "dropped", "lost"), 0)
     )
 
-    for view, prediction, tenant_id in zip(user_views, predicted, matched, strict=True):
+    for view, sent_c, prediction, tenant_id in zip(
+        user_views, sent_canonical, predicted, matched, strict=True
+    ):
         client, key = view.get("idp"), view.get("key")
         sent = view["profile"]
         common = {
@@ -454,8 +460,8 @@ def mapping_findings(
             "client_key": key,
         }
         stored = tenant.get(tenant_id) if tenant_id else None
-        # What was sent is canonicalised and flattened once for both comparisons.
-        sent_p = _prepare(_canonical_keys(sent))
+        # What was sent is flattened once for both comparisons.
+        sent_p = _prepare(sent_c)
         by_prediction: dict[str, tuple[str, str, Any, Any]] = {}
         predicted_paths = set()
         for row in _compare_prepared(

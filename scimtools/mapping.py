@@ -266,11 +266,23 @@ class LambdaModel:
         ``active`` sent as the text ``"True"``/``"False"`` (Entra) is read as the
         boolean first, as FusionAuth's JSON binding does.
         """
+        return self._to_fusionauth(payloads)
+
+    def _to_fusionauth(
+        self,
+        payloads: Sequence[Mapping[str, Any]],
+        canonical: Sequence[dict[str, Any]] | None = None,
+    ) -> list[dict]:
+        """`to_fusionauth`; ``canonical``: the payloads' `_canonical_keys`, if known."""
         runner = self._runner()
         users: list[dict] = []
 
         for start in range(0, len(payloads), _BATCH):
-            batch = [(_bind(p),) for p in payloads[start : start + _BATCH]]
+            if canonical is None:
+                part = [_canonical_keys(p) for p in payloads[start : start + _BATCH]]
+            else:
+                part = canonical[start : start + _BATCH]
+            batch = [(_bind(p),) for p in part]
             users.extend(r["user"] for r in _run(runner, "userRequest", batch))
         return users
 
@@ -308,8 +320,15 @@ class LambdaModel:
         scimtools.sandbox.LambdaError
             When a lambda throws or runs longer than the timeout.
         """
-        payloads = list(payloads)
-        users = self.to_fusionauth(payloads)
+        return self._predict(list(payloads))
+
+    def _predict(
+        self,
+        payloads: Sequence[Mapping[str, Any]],
+        canonical: Sequence[dict[str, Any]] | None = None,
+    ) -> list[dict]:
+        """`predict`; ``canonical``: the payloads' `_canonical_keys`, if known."""
+        users = self._to_fusionauth(payloads, canonical)
         prefill = [
             {"id": p.get("id"), "externalId": p.get("externalId")} for p in payloads
         ]
@@ -368,10 +387,11 @@ def load_lambdas(
     )
 
 
-def _bind(payload: Mapping[str, Any]) -> dict[str, Any]:
-    payload = _canonical_keys(payload)
+def _bind(payload: dict[str, Any]) -> dict[str, Any]:
+    # ``payload`` has canonical keys and may be shared: copied before a change.
     active = payload.get("active")
     if isinstance(active, str) and active.lower() in ("true", "false"):
+        payload = dict(payload)
         payload["active"] = active.lower() == "true"
     return payload
 
@@ -410,21 +430,50 @@ _KEY_CACHE: dict[str, str] = {}
 
 
 def _canonical_keys(value: Any) -> Any:
+    """Copy ``value`` with every attribute name spelled canonically.
+
+    Dicts and lists are copied (lists keep their order); other mappings met at
+    the top become dicts; anything else is kept as it is.
+    """
     if isinstance(value, dict):
-        cache = _KEY_CACHE
-        out = {}
-        for k, v in value.items():
-            if isinstance(k, str):
-                k = cache[k] if k in cache else _canonical_key(k)
-            if isinstance(v, dict | list):
-                v = _canonical_keys(v)
-            out[k] = v
-        return out
+        return _canonical_dict(value)
     if isinstance(value, list):
-        return [_canonical_keys(v) if isinstance(v, dict | list) else v for v in value]
+        return _canonical_list(value)
     if isinstance(value, Mapping):
-        return _canonical_keys(dict(value))
+        return _canonical_dict(dict(value))
     return value
+
+
+def _canonical_dict(node: dict[Any, Any]) -> dict[Any, Any]:
+    cache = _KEY_CACHE
+    out = {}
+    for key, value in node.items():
+        if type(key) is str:
+            canonical = cache.get(key)
+            key = canonical if canonical is not None else _canonical_key(key)
+        elif isinstance(key, str):
+            key = _canonical_key(key)
+        kind = type(value)
+        if kind is dict:
+            value = _canonical_dict(value)
+        elif kind is list:
+            value = _canonical_list(value)
+        elif kind not in _LEAVES and isinstance(value, dict | list):
+            value = _canonical_keys(value)
+        out[key] = value
+    return out
+
+
+def _canonical_list(items: list[Any]) -> list[Any]:
+    return [
+        item
+        if type(item) in _LEAVES or not isinstance(item, dict | list)
+        else _canonical_keys(item)
+        for item in items
+    ]
+
+
+_LEAVES = (str, int, float, bool, type(None))
 
 
 # -- phones ----------------------------------------------------------------------
@@ -535,9 +584,6 @@ def flatten_resource(
     flat: dict[str, Any] = {}
     _walk(resource, "", flat, frozenset(ignore))
     return flat
-
-
-_LEAVES = (str, int, float, bool)
 
 
 def _walk(
