@@ -228,34 +228,128 @@ def _parse_times(values: pd.Series) -> pd.Series:
     return parsed.dt.as_unit("ms")
 
 
+def _primary_of(node: Mapping[str, Any], attribute: str) -> dict[str, Any] | None:
+    """Return ``_primary(_multi(node, attribute))`` without building the list."""
+    values = node.get(attribute)
+    if not isinstance(values, list):
+        return None
+    first = None
+    for value in values:
+        if isinstance(value, dict):
+            if value.get("primary") is True:
+                return value
+            if first is None:
+                first = value
+    return first
+
+
+class _Reader:
+    """Read many SCIM paths of `COLUMNS` in one pass per resource.
+
+    Gives what `read_path` gives for each path, but paths sharing a prefix
+    (``meta``, ``name``, the enterprise URN, ``emails[primary]``) resolve it once
+    per resource, and the attributes under one node are read together.
+
+    Examples
+    --------
+    >>> reader = _Reader(["id", "name.givenName", "emails[primary].value"])
+    >>> reader.columns([{"id": "u1", "name": {"givenName": "Ada"}}, {"id": "u2"}])
+    {'id': ('u1', 'u2'), 'name.givenName': ('Ada', None), \
+'emails[primary].value': (None, None)}
+    """
+
+    def __init__(self, paths: Iterable[str]) -> None:
+        # Intermediate nodes as (parent, step, name), parents first; node 0 is
+        # the resource, node i + 1 is self.nodes[i].
+        self.nodes: list[tuple[int, str, str]] = []
+        found: dict[tuple[int, str, str], int] = {}
+        keys: dict[int, list[str]] = {}
+        where: dict[str, tuple[int, int]] = {}
+        for path in dict.fromkeys(paths):
+            urn, parts = _split_path(path)
+            steps = [("urn", urn)] if urn else []
+            steps += [
+                ("primary", part[: -len("[primary]")])
+                if part.endswith("[primary]")
+                else ("key", part)
+                for part in parts[:-1]
+            ]
+            parent = 0
+            for step, name in steps:
+                node = (parent, step, name)
+                if node not in found:
+                    self.nodes.append(node)
+                    found[node] = len(self.nodes)
+                parent = found[node]
+            names = keys.setdefault(parent, [])
+            where[path] = (parent, len(names))
+            names.append(parts[-1])
+        # The attributes read under each node, in row order.
+        self.leaves = [
+            (node, tuple(names), (None,) * len(names)) for node, names in keys.items()
+        ]
+        starts, start = {}, 0
+        for node, names, _ in self.leaves:
+            starts[node] = start
+            start += len(names)
+        self.positions = {path: starts[node] + i for path, (node, i) in where.items()}
+
+    def _row(self, resource: Mapping[str, Any]) -> list[Any]:
+        # The hot loop. isinstance() against the Mapping ABC is slow, so plain
+        # dicts (the usual case) are checked first; methods are bound once.
+        resolved: list[Any] = [resource]
+        resolve = resolved.append
+        for parent, step, name in self.nodes:
+            node = resolved[parent]
+            if step == "urn":
+                resolve(node.get(name))
+            elif type(node) is not dict and not isinstance(node, Mapping):
+                resolve(None)
+            elif step == "key":
+                resolve(node.get(name))
+            else:
+                resolve(_primary_of(node, name))
+        row: list[Any] = []
+        extend = row.extend
+        for node, names, nones in self.leaves:
+            found = resolved[node]
+            if type(found) is dict or isinstance(found, Mapping):
+                extend(map(found.get, names))
+            else:
+                extend(nones)
+        return row
+
+    def columns(
+        self, resources: Iterable[Mapping[str, Any]]
+    ) -> dict[str, tuple[Any, ...]]:
+        """Return each path's values, one per resource, in the resources' order."""
+        rows = [self._row(resource) for resource in resources]
+        values = list(zip(*rows, strict=True)) if rows else []
+        return {path: values[i] if rows else () for path, i in self.positions.items()}
+
+
+def _typed(values: Iterable[Any], kind: str) -> pd.Series:
+    series = pd.Series(list(values), dtype=object)
+    if kind == "time":
+        return _parse_times(series)
+    if kind == "bool":
+        return series.astype("boolean")
+    return series.astype("str")
+
+
 def _wide(resources: Iterable[Mapping[str, Any]], table: str) -> pd.DataFrame:
     columns = _table(table)
-    rows = []
-    for resource in resources:
-        row = {}
-        for c in columns:
-            value = read_path(resource, c.path)
-            for alt in c.also:
-                if value is None:
-                    value = read_path(resource, alt)
-            row[c.name] = value
-        rows.append(row)
-
-    frame = pd.DataFrame(rows, columns=[c.name for c in columns], dtype=object)
+    reader = _Reader(path for c in columns for path in (c.path, *c.also))
+    values = reader.columns(resources)
+    data = {}
     for c in columns:
-        if c.kind == "time":
-            frame[c.name] = _parse_times(frame[c.name])
-        elif c.kind == "bool":
-            frame[c.name] = frame[c.name].astype("boolean")
-        else:
-            frame[c.name] = frame[c.name].astype("str")
-    return frame
-
-
-def _as_strings(frame: pd.DataFrame, columns: Iterable[str]) -> pd.DataFrame:
-    for column in columns:
-        frame[column] = frame[column].astype("str")
-    return frame
+        column = values[c.path]
+        for alt in c.also:
+            column = tuple(
+                a if v is None else v for v, a in zip(column, values[alt], strict=True)
+            )
+        data[c.name] = _typed(column, c.kind)
+    return pd.DataFrame(data, columns=[c.name for c in columns])
 
 
 def users_frame(resources: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
@@ -309,19 +403,33 @@ def groups_frame(resources: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
 
 def _long(resources: Iterable[Mapping[str, Any]], attribute: str) -> pd.DataFrame:
     rows = [
-        {
-            "user_id": resource.get("id"),
-            "value": value.get("value"),
-            "type": value.get("type"),
-            "primary": value.get("primary") is True,
-            "display": value.get("display"),
-        }
+        (
+            user_id,
+            value.get("value"),
+            value.get("type"),
+            value.get("primary") is True,
+            value.get("display"),
+        )
         for resource in resources
+        for user_id in (resource.get("id"),)
         for value in _multi(resource, attribute)
     ]
-    frame = pd.DataFrame(rows, columns=list(VALUE_COLUMNS), dtype=object)
-    frame["primary"] = frame["primary"].astype("boolean")
-    return _as_strings(frame, ["user_id", "value", "type", "display"])
+    return _frame(rows, VALUE_COLUMNS, booleans=("primary",))
+
+
+def _frame(
+    rows: list[tuple[Any, ...]],
+    names: tuple[str, ...],
+    booleans: tuple[str, ...] = (),
+) -> pd.DataFrame:
+    values = list(zip(*rows, strict=True)) if rows else [()] * len(names)
+    return pd.DataFrame(
+        {
+            name: _typed(column, "bool" if name in booleans else "str")
+            for name, column in zip(names, values, strict=True)
+        },
+        columns=list(names),
+    )
 
 
 def emails_frame(resources: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
@@ -355,18 +463,18 @@ def memberships_frame(groups: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     [['g1', 'u1', '/Users/u1']]
     """
     rows = [
-        {
-            "group_id": group.get("id"),
-            "user_id": member.get("value"),
-            "display": member.get("display", member.get("displayName")),
-            "ref": member.get("$ref"),
-            "type": member.get("type"),
-        }
+        (
+            group_id,
+            member.get("value"),
+            member.get("display", member.get("displayName")),
+            member.get("$ref"),
+            member.get("type"),
+        )
         for group in groups
+        for group_id in (group.get("id"),)
         for member in _multi(group, "members")
     ]
-    frame = pd.DataFrame(rows, columns=list(MEMBERSHIP_COLUMNS), dtype=object)
-    return _as_strings(frame, MEMBERSHIP_COLUMNS)
+    return _frame(rows, MEMBERSHIP_COLUMNS)
 
 
 def to_scim(row: Mapping[str, Any], *, table: str = "users") -> dict[str, Any]:
