@@ -24,14 +24,13 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 $(DEMO_DB): $(wildcard scimtools/demo/*.py scimtools/sandbox/*.py data/demo/*.json data/lambdas/*.js) | $(VENV)/.installed
 	$(BIN)/scimtools demo build --db $@
 
+# The notebooks do not depend on each other (the ones that write use a throwaway copy
+# of the demo tenant), so two run at a time, one per core.
 demo: $(VENV)/.installed $(DEMO_DB)
 	@mkdir -p $(OUT)
-	@for nb in $(NOTEBOOKS); do \
-		echo "executing $$nb"; \
-		SCIMTOOLS_DEMO_DB=$(abspath $(DEMO_DB)) $(BIN)/jupyter nbconvert --to html \
-			--execute --ExecutePreprocessor.timeout=600 --output-dir $(OUT) "$$nb" \
-			|| exit 1; \
-	done
+	@printf '%s\n' $(NOTEBOOKS) | SCIMTOOLS_DEMO_DB=$(abspath $(DEMO_DB)) xargs -P 2 -I{} \
+		$(BIN)/jupyter nbconvert --to html --execute --ExecutePreprocessor.timeout=600 \
+		--log-level=ERROR --output-dir $(OUT) {}
 	@echo "HTML copies of the notebooks are in $(OUT)/"
 
 lint: $(VENV)/.installed-dev
