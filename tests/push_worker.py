@@ -1,9 +1,16 @@
 """Fork server for the kill -9 test of tests/test_push.py (not a test module).
 
 It imports scimtools once, then for each JSON job read from stdin forks a child
-that applies a plan, prints the child's pid, waits for it and prints its wait
-status. The test kills the child with SIGKILL at a random moment. The server
-itself is single-threaded, so forking it is safe.
+that applies a plan. Every line it writes to stdout is tagged: ``pid P`` once the
+child is forked, ``write N`` from the child as it reaches its N-th write request
+(POST, PUT, PATCH or DELETE), and ``status S``, the child's wait status.
+
+A job with ``hold_at`` N and ``hold`` "before" or "after" makes the thread doing
+the N-th write stop just before the request is sent or just after the server
+answered (the answer not yet read by scimtools) until the test kills the child
+with SIGKILL; the other threads go on meanwhile. So every kill lands inside the
+apply however loaded the machine is. The server itself is single-threaded, so
+forking it is safe.
 """
 
 from __future__ import annotations
@@ -11,16 +18,62 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 import traceback
+
+import httpx
 
 from scimtools.client import SCIMClient
 from scimtools.journal import Journal
 from scimtools.plan import read_plan
 from scimtools.push import apply_plan
 
+WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+HOLD_LIMIT = 30.0  # seconds; the test kills long before
+
+
+def say(line: str) -> None:
+    """Write one line to stdout in one write(2), whole even if killed."""
+    os.write(sys.stdout.fileno(), f"{line}\n".encode())
+
+
+class Reporting(httpx.BaseTransport):
+    """Report each write request; hold the ``hold_at``-th one."""
+
+    def __init__(self, hold_at: int | None, hold: str) -> None:
+        self.inner = httpx.HTTPTransport()
+        self.hold_at, self.hold = hold_at, hold
+        self.writes = 0
+        self.lock = threading.Lock()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method not in WRITES:
+            return self.inner.handle_request(request)
+        with self.lock:
+            self.writes += 1
+            n = self.writes
+        held = n == self.hold_at
+        if held and self.hold == "before":
+            say(f"write {n}")
+            threading.Event().wait(HOLD_LIMIT)
+        elif not held:
+            say(f"write {n}")
+        response = self.inner.handle_request(request)
+        if held and self.hold == "after":
+            response.read()
+            say(f"write {n}")
+            threading.Event().wait(HOLD_LIMIT)
+        return response
+
+    def close(self) -> None:
+        self.inner.close()
+
 
 def _apply(job: dict) -> None:
-    client = SCIMClient(job["base_url"], token=job["token"], progress=False)
+    transport = Reporting(job.get("hold_at"), job.get("hold", "before"))
+    client = SCIMClient(
+        job["base_url"], token=job["token"], progress=False, transport=transport
+    )
     with Journal(job["journal"]) as journal:
         apply_plan(
             client,
@@ -44,9 +97,9 @@ def main() -> None:
                 traceback.print_exc()
                 code = 1
             os._exit(code)
-        print(pid, flush=True)
+        say(f"pid {pid}")
         _, status = os.waitpid(pid, 0)
-        print(status, flush=True)
+        say(f"status {status}")
 
 
 if __name__ == "__main__":

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import collections
-import contextlib
 import io
 import json
 import os
 import random
+import select
 import signal
 import sqlite3
 import subprocess
@@ -812,24 +812,89 @@ def kill_setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return {"root": root, "template": template, "plan": plan_file}
 
 
+class ForkServer:
+    """tests/push_worker.py: send it jobs, read its tagged lines, kill its child."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(Path(__file__).with_name("push_worker.py"))],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            bufsize=0,
+        )
+        self.buffer = b""
+
+    def line(self, timeout: float = 60.0) -> tuple[str, int]:
+        """The next line as (tag, number); wait at most ``timeout`` s for it."""
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.buffer:
+            left = deadline - time.monotonic()
+            ready, _, _ = select.select([fd], [], [], max(left, 0.0))
+            if not ready:
+                raise TimeoutError(f"the push worker said nothing for {timeout} s")
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                raise EOFError("the push worker exited")
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        tag, number = line.decode().split()
+        return tag, int(number)
+
+    def run(
+        self, job: dict[str, Any], kill_at: int | None = None, delay: float = 0.0
+    ) -> tuple[int, bool]:
+        """Run a job and return (writes reported, whether SIGKILL ended it).
+
+        With ``kill_at`` N the child holds its N-th write (``job["hold"]``) and
+        is sent SIGKILL ``delay`` s after it reports that write.
+        """
+        assert self.proc.stdin is not None
+        self.proc.stdin.write((json.dumps({**job, "hold_at": kill_at}) + "\n").encode())
+        pid = writes = 0
+        while True:
+            tag, number = self.line()
+            if tag == "pid":
+                pid = number
+            elif tag == "write":
+                writes = max(writes, number)
+                if number == kill_at:
+                    time.sleep(delay)  # the other threads, if any, go on
+                    os.kill(pid, signal.SIGKILL)
+            else:
+                assert tag == "status", tag
+                return writes, os.WIFSIGNALED(number)
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.close()
+        self.proc.wait(timeout=10)
+        self.proc.stdout.close()
+
+
 def test_killing_the_apply_at_random_points_and_resuming_ends_the_same(
     kill_setup: dict[str, Any],
 ) -> None:
+    """SIGKILL the apply at a seeded random write, resume: the same tenant.
+
+    Each killed run holds one write, chosen at random between the first and the
+    last, just before it is sent or just after the server answered, and is killed
+    there after a small random delay (with 4 threads the others go on meanwhile),
+    so every run is interrupted inside the apply however loaded the machine is.
+    """
     root, template, plan_file = (
         kill_setup["root"],
         kill_setup["template"],
         kill_setup["plan"],
     )
     config = SandboxConfig(latency=0.002)
-    worker = subprocess.Popen(
-        [sys.executable, str(Path(__file__).with_name("push_worker.py"))],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert worker.stdin is not None and worker.stdout is not None
+    worker = ForkServer()
+    stopping: list[threading.Thread] = []
 
-    def run(index: int, delay: float | None) -> tuple[dict, Recorder, float, int]:
+    def run(
+        index: int, kill_at: int | None = None, hold: str = "before", delay: float = 0
+    ) -> tuple[dict, Recorder, int, bool]:
         db = copy_db(template, root / f"run{index}.sqlite")
         journal_path = root / f"run{index}.journal"
         sb = Sandbox(db, config=config)
@@ -844,19 +909,10 @@ def test_killing_the_apply_at_random_points_and_resuming_ends_the_same(
                 "plan": str(plan_file),
                 "run_id": "run",
                 "concurrency": 1 + 3 * (index % 2),
+                "hold": hold,
             }
-            started = time.monotonic()
-            worker.stdin.write(json.dumps(job) + "\n")
-            worker.stdin.flush()
-            pid = int(worker.stdout.readline())
-            if delay is not None:
-                time.sleep(delay)
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            status = int(worker.stdout.readline())
-            elapsed = time.monotonic() - started
+            writes, killed = worker.run(job, kill_at, delay)
             recorder.settle()
-            killed = os.WIFSIGNALED(status)
 
             client = client_of(sb)
             with Journal(journal_path) as journal:
@@ -871,29 +927,34 @@ def test_killing_the_apply_at_random_points_and_resuming_ends_the_same(
             state = snapshot(client)
             client.close()
         finally:
-            sb.stop()
-        return state, recorder, elapsed, int(killed)
+            # Stopping waits for the server's poll (0.5 s): let it happen aside.
+            stopping.append(threading.Thread(target=sb.stop))
+            stopping[-1].start()
+        return state, recorder, writes, killed
 
     try:
-        reference, recorder, _, _ = run(0, None)  # also warms the sandbox up
+        reference, recorder, writes, _ = run(0)  # also warms the sandbox up
         assert max(recorder.writes.values()) == 1
-        fast_state, _, fast, _ = run(1, None)
-        slow_state, _, slow, _ = run(2, None)
-        assert fast_state == reference and slow_state == reference
-        durations = {0: slow, 1: fast}
+        assert writes == sum(recorder.writes.values()) > 10
+        threaded_state, _, threaded_writes, _ = run(1)
+        assert threaded_state == reference and threaded_writes == writes
         rng = random.Random(20240806)
         kills = 0
-        for index in range(3, 25):
-            delay = rng.uniform(0.0, durations[index % 2] * 0.95)
-            state, recorder, _, killed = run(index, delay)
-            kills += killed
-            assert state == reference, f"run {index} (kill after {delay:.3f} s)"
+        for index in range(2, 24):
+            kill_at = rng.randint(1, writes)
+            hold = rng.choice(("before", "after"))
+            delay = rng.uniform(0.0, 0.02)
+            where = f"run {index}: kill at write {kill_at} ({hold}) + {delay:.3f} s"
+            state, recorder, _, killed = run(index, kill_at, hold, delay)
+            assert killed, f"{where} was not interrupted"
+            kills += 1
+            assert state == reference, where
             duplicated = [k for k, n in recorder.writes.items() if n > 1]
-            assert not duplicated, f"run {index} sent twice: {duplicated}"
+            assert not duplicated, f"{where} sent twice: {duplicated}"
     finally:
-        worker.stdin.close()
-        worker.wait(timeout=10)
-        worker.stdout.close()
+        worker.close()
+        for thread in stopping:
+            thread.join()
 
-    assert kills >= 18  # nearly every run was really interrupted
+    assert kills == 22  # every run was really interrupted
     assert len(reference["users"]) == 42
