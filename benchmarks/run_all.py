@@ -60,7 +60,7 @@ def stages(tmp: Path) -> list[Stage]:
         Stage("export", [PY, str(bench / "export.py")], 900),
         Stage("frames", [PY, str(bench / "frames.py")], 600),
         Stage("audit_100k", [PY, str(bench / "audit.py"), "100000"], 600),
-        Stage("audit_1m", [PY, str(bench / "audit.py"), "1000000"], 240),
+        Stage("audit_1m", [PY, str(bench / "audit.py"), "1000000"], 720),
         Stage(
             "conflicts_100k",
             [PY, str(bench / "conflicts.py"), "--users", "100000", "--view", "60000"],
