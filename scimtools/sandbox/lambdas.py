@@ -8,6 +8,7 @@ behind a lock, with a timeout per call.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import threading
@@ -212,6 +213,11 @@ class LambdaSet:
                     text = self._racer.eval(call, timeout_sec=timeout)
                 answer = json.loads(text)
             except JSTimeoutException as exc:
+                # The stopped task still answers V8's cancellation on mini-racer's
+                # event loop; one plain evaluation waits for that, so that a close()
+                # right after this cannot leave the answer to a closed loop.
+                with contextlib.suppress(Exception):
+                    self._racer.eval("0")
                 raise LambdaError(
                     slot,
                     f"{self._title(slot)} ran longer than {self.timeout:g} s"
