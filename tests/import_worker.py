@@ -17,67 +17,21 @@ safe.
 
 from __future__ import annotations
 
-import json
-import os
 import sys
-import threading
-import traceback
+from pathlib import Path
 
-import httpx
-
-from scimtools.client import SCIMClient
 from scimtools.imports import resume_import
 from scimtools.journal import Journal
 
-WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-HOLD_LIMIT = 30.0  # seconds; the test kills long before
-
-
-def say(line: str) -> None:
-    """Write one line to stdout in one write(2), whole even if killed."""
-    os.write(sys.stdout.fileno(), f"{line}\n".encode())
-
-
-class Reporting(httpx.BaseTransport):
-    """Report each write request; hold the ``hold_at``-th one."""
-
-    def __init__(self, hold_at: int | None, hold: str) -> None:
-        self.inner = httpx.HTTPTransport()
-        self.hold_at, self.hold = hold_at, hold
-        self.writes = 0
-        self.lock = threading.Lock()
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        if request.method not in WRITES:
-            return self.inner.handle_request(request)
-        with self.lock:
-            self.writes += 1
-            n = self.writes
-        held = n == self.hold_at
-        if held and self.hold == "before":
-            say(f"write {n}")
-            threading.Event().wait(HOLD_LIMIT)
-        elif not held:
-            say(f"write {n}")
-        response = self.inner.handle_request(request)
-        if held and self.hold == "after":
-            response.read()
-            say(f"write {n}")
-            threading.Event().wait(HOLD_LIMIT)
-        return response
-
-    def close(self) -> None:
-        self.inner.close()
+# Run as a script: the shared fork server sits beside this file.
+sys.path.insert(0, str(Path(__file__).parent))
+from kill_worker import client_for, serve  # noqa: E402
 
 
 def _run(job: dict) -> None:
-    transport = Reporting(job.get("hold_at"), job.get("hold", "before"))
-    client = SCIMClient(
-        job["base_url"], token=job["token"], progress=False, transport=transport
-    )
     with Journal(job["journal"]) as journal:
         staged = resume_import(
-            client,
+            client_for(job),
             journal,
             job["import_id"],
             concurrency=job["concurrency"],
@@ -87,22 +41,5 @@ def _run(job: dict) -> None:
         staged.run()
 
 
-def main() -> None:
-    for line in sys.stdin:
-        job = json.loads(line)
-        pid = os.fork()
-        if pid == 0:
-            code = 0
-            try:
-                _run(job)
-            except BaseException:
-                traceback.print_exc()
-                code = 1
-            os._exit(code)
-        say(f"pid {pid}")
-        _, status = os.waitpid(pid, 0)
-        say(f"status {status}")
-
-
 if __name__ == "__main__":
-    main()
+    serve(_run)
