@@ -26,6 +26,12 @@ parse (phonenumbers), blank name parts, the enterprise manager as a bare string,
 inactive users still in groups, group members that do not exist, empty groups
 and groups above 100 members.
 
+FusionAuth refuses a second user with the same userName or email, compared
+without case (409), and lists only existing users as group members; so on a
+FusionAuth tenant, duplicates and members that do not exist show up in what a
+client sends: two of its accounts with one userName or email, a member the
+tenant has no user for. Those findings name the client and its key.
+
 Each finding carries a stable ``finding_id`` and the fix it calls for as data:
 ``fix`` (``lambda``, ``data`` or ``none``), ``fix_path`` and ``fix_value`` (the
 value wanted, JSON text); `fixes` decodes them.
@@ -694,11 +700,18 @@ def quality_findings(
     rows += _duplicates(
         users, "emails.value", lambda u: [e.get("value") for e in _items(u, "emails")]
     )
+    rows += _sent_duplicates(user_views, "userName", lambda p: [p.get("userName")])
+    rows += _sent_duplicates(
+        user_views,
+        "emails.value",
+        lambda p: [e.get("value") for e in _items(p, "emails")],
+    )
     for user in users:
         rows += _user_quality(user, sent_email.get(user["id"]), region)
     for view in user_views:
         rows += _sent_email_quality(view)
     rows += _group_quality(users, groups)
+    rows += _sent_members(views, users, groups)
     logger.info(
         "Data-quality audit: %d users, %d groups, %d findings",
         len(users),
@@ -757,6 +770,47 @@ def _duplicates(
                     explanation=f"{attribute} {spelled[(folded, user_id)]!r} is also"
                     f" held by {len(ids) - 1} other user(s) ({', '.join(others)}),"
                     " compared without case; merge the users or change one.",
+                )
+            )
+    return rows
+
+
+def _sent_duplicates(
+    views: Sequence[Mapping[str, Any]], attribute: str, values: Any
+) -> list[dict[str, Any]]:
+    """Accounts of one client that send the same value, compared without case."""
+    holders: dict[tuple[Any, str], dict[Any, str]] = defaultdict(dict)
+    for view in views:
+        for value in values(view["profile"]):
+            if isinstance(value, str) and value:
+                key = (view.get("idp"), value.casefold())
+                holders[key].setdefault(view.get("key"), value)
+    by_view = {(v.get("idp"), v.get("key")): v for v in views}
+
+    kind = "duplicate_user_name" if attribute == "userName" else "duplicate_email"
+    rows = []
+    for (client, _), accounts in sorted(holders.items(), key=lambda i: str(i[0])):
+        if len(accounts) < 2:
+            continue
+        for key, value in sorted(accounts.items(), key=lambda i: str(i[0])):
+            others = sorted(str(k) for k in accounts if k != key)
+            rows.append(
+                _finding(
+                    kind,
+                    resource_type="User",
+                    resource_id=by_view[(client, key)].get("tenant_id"),
+                    client=client,
+                    client_key=key,
+                    attribute=attribute,
+                    sent=value,
+                    severity="high",
+                    fix="data",
+                    explanation=f"{client} sends {attribute} {value!r} for"
+                    f" {len(others)} other account(s) of its own too"
+                    f" ({', '.join(others)}), compared without case; FusionAuth"
+                    " keeps one user per value, so one create is refused (409) or"
+                    " both accounts write the same user. Merge the accounts in the"
+                    f" IdP or map {attribute} from a unique attribute.",
                 )
             )
     return rows
@@ -1015,6 +1069,64 @@ def _group_quality(
                         **common,
                     )
                 )
+    return rows
+
+
+def _sent_members(
+    views: Sequence[Mapping[str, Any]],
+    users: Sequence[Mapping[str, Any]],
+    groups: Sequence[Mapping[str, Any]],
+) -> list[dict[str, Any]]:
+    """Members a client pushes to a tenant group that the tenant has no user for."""
+    group_ids = {g["id"] for g in groups}
+    pushed = [
+        v
+        for v in views
+        if v.get("kind") == "group"
+        and v.get("tenant_id") in group_ids
+        and isinstance(v.get("members"), list)
+        and v["members"]
+    ]
+    if not pushed:
+        return []
+    user_views = _user_views(views)
+    tenant = {u["id"]: u for u in users}
+    matched = _match_tenant(user_views, tenant)
+    tenant_of = {
+        (v.get("idp"), v.get("key")): tenant_id
+        for v, tenant_id in zip(user_views, matched, strict=True)
+    }
+    rows = []
+    for view in pushed:
+        client, name = view.get("idp"), view.get("displayName")
+        for member in view["members"]:
+            if tenant_of.get((client, member)) is not None:
+                continue
+            known = (client, member) in tenant_of
+            row = _finding(
+                "member_not_found",
+                resource_type="Group",
+                resource_id=view["tenant_id"],
+                client=client,
+                client_key=view.get("key"),
+                attribute=f'members[value eq "{member}"]',
+                sent=member,
+                severity="medium",
+                fix="data",
+                explanation=f"{client} counts its account {member} as a member"
+                f" of {name!r}, but the tenant has no user for it"
+                + (
+                    " (it was never created there), so the membership is"
+                    " missing; create the user, then push the group again."
+                    if known
+                    else " (it is not among the client's users either);"
+                    " remove the member in the IdP."
+                ),
+            )
+            # The member is the client's key, not a tenant id: no tenant write
+            # expresses the fix, a person makes it.
+            row["fix_path"] = None
+            rows.append(row)
     return rows
 
 

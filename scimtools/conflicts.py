@@ -13,7 +13,10 @@ Kinds (`SEVERITY` ranks them):
     one person, two tenant users, each claimed by a different client.
 ``create_conflict``
     a client's user (or group) is missing because its create answered 409: the
-    userName, email or displayName was taken by the other client's resource.
+    userName, email or displayName was taken by the other client's resource
+    (``link_to_existing``), or by another account of the same client, such as
+    a guest account beside a member account (``merge_in_idp``: linking would
+    have two accounts write one user).
 ``status_disagreement``
     a shared user active in one client and deactivated in the other (the
     flip-flop: each sync writes its own ``active``).
@@ -736,6 +739,19 @@ def _create_conflicts(
             else ""
             for hs in blocked["holder"]
         ]
+        # The holder already belongs to another account of the same client (a
+        # guest and a member account with one address): linking would make two
+        # accounts write one user; the accounts must be merged in the IdP.
+        actions = [
+            "merge_in_idp"
+            if c in h.split(",")
+            else "link_to_existing"
+            if isinstance(t, str)
+            else "create_again"
+            for c, h, t in _zip(
+                blocked["client"], held_by, blocked["holder"], strict=True
+            )
+        ]
         parts.append(
             _frame(
                 "create_conflict",
@@ -745,7 +761,9 @@ def _create_conflicts(
                     for c, h in _zip(blocked["client"], held_by, strict=True)
                 ],
                 attribute="user_name",
-                action="link_to_existing",
+                action=[
+                    "link_to_existing" if a == "create_again" else a for a in actions
+                ],
                 winner=np.nan,
                 evidence=[
                     {
@@ -770,24 +788,23 @@ def _create_conflicts(
                 ],
                 resolution=[
                     {
-                        "action": "link_to_existing"
-                        if isinstance(t, str)
-                        else "create_again",
+                        "action": a,
                         "keep": _plain(t),
                         "operations": [],
                         "client_actions": [
                             {
                                 "client": c,
-                                "action": "link",
+                                "action": "merge" if a == "merge_in_idp" else "link",
                                 "key": k,
                                 "tenant_id": _plain(t),
                             }
                         ],
                     }
-                    for c, k, t in _zip(
+                    for c, k, t, a in _zip(
                         blocked["client"],
                         blocked["key"],
                         blocked["holder"],
+                        actions,
                         strict=True,
                     )
                 ],

@@ -759,14 +759,16 @@ def _finding_rows(finding: Mapping[str, Any]) -> list[dict[str, Any]]:
         return [{**base, "op": "remove_member", "value": member.group(1)}]
     if value is None:
         return []  # a person must decide the value
+    kept = finding.get("kept")
     if isinstance(value, dict) and set(value) == {"value"}:
-        path, value = f"{path}.value", value["value"]  # manager as an object
+        # A manager as an object: the bare string the tenant holds cannot be
+        # read at manager.value, so it is no precondition.
+        path, value, kept = f"{path}.value", value["value"], None
     path = {"emails.value": "emails[primary].value"}.get(str(path), str(path))
     if path not in allowed_paths(str(rtype)):
         return []
     if path == "active" and value is False:
         return [{**base, "op": "deactivate", "expected": True}]
-    kept = finding.get("kept")
     expected = kept if isinstance(kept, str) and kept and "[" not in path else None
     if expected is not None and not isinstance(value, str):
         expected = _from_cell(expected)  # the audit shows non-text values as JSON

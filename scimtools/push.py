@@ -208,6 +208,28 @@ def read_value(resource: dict[str, Any] | None, path: str) -> Any:
     return node
 
 
+def _readable(resource: dict[str, Any], path: str) -> bool:
+    """Tell whether every node on the way to ``path`` is an object or absent.
+
+    Examples
+    --------
+    >>> urn = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+    >>> _readable({urn: {"manager": {"value": "m-7"}}}, f"{urn}:manager.value")
+    True
+    >>> _readable({urn: {"manager": "m-7"}}, f"{urn}:manager.value")
+    False
+    """
+    urn, parts = _split(path)
+    node: Any = resource.get(urn) if urn else resource
+    for part in parts[:-1]:
+        if node is None:
+            return True
+        if not isinstance(node, dict):
+            return False
+        node = node.get(part.removesuffix("[primary]"))
+    return node is None or isinstance(node, dict | list)
+
+
 def write_value(resource: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
     """Set (or, for None, remove) the value at a plan path, in place.
 
@@ -585,8 +607,10 @@ class _Engine:
         attribute = op.attribute
         assert attribute is not None
         # Filtered paths are resolved by the server and silently dropped when
-        # they match nothing, so [primary] paths go by PUT of the fresh read.
-        if use_patch and "[" not in attribute:
+        # they match nothing, so [primary] paths go by PUT of the fresh read; so
+        # does a path through a value that is not an object (a manager kept as
+        # a bare string), which a PATCH cannot enter.
+        if use_patch and "[" not in attribute and _readable(current, attribute):
             if op.wanted is None:
                 return {
                     "method": "PATCH",
@@ -1366,6 +1390,11 @@ def _undo(
     path = "active" if op == "deactivate" else planned.get("path")
     if not path:
         return None
+    if isinstance(before, dict) and not _readable(before, path):
+        # The path went through a value that is not an object (a manager kept
+        # as a bare string): setting the path back cannot restore it, the
+        # whole before-state can.
+        return {**base, "op": "replace", "value": _put_body(before)}
     written = False if op == "deactivate" else planned.get("value")
     return {
         **base,

@@ -8,7 +8,7 @@ the replay answered), reporting precision and recall per kind.
 from __future__ import annotations
 
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ import pytest
 
 from scimtools.audit import (
     FINDING_COLUMNS,
+    FINDING_KINDS,
     MAPPING_KINDS,
     audit_tenant,
     fixes,
@@ -106,6 +107,68 @@ def test_emails_that_differ_only_in_case_are_duplicates() -> None:
         ("duplicate_email", "emails.value"),
         ("duplicate_email", "emails.value"),
     ]
+
+
+def _view(key: str, user_name: str, tenant_id: str | None, **profile: Any) -> dict:
+    return {
+        "kind": "user",
+        "idp": "entra",
+        "key": key,
+        "tenant_id": tenant_id,
+        "profile": {"userName": user_name, "name": NAME, **profile},
+    }
+
+
+def test_two_accounts_of_one_client_sending_one_user_name_are_duplicates() -> None:
+    # FusionAuth refuses the second (409), so the tenant alone shows nothing.
+    users = [{"id": "u1", "userName": "ada@example.com", "name": NAME}]
+    users[0]["emails"] = EMAIL
+    views = [
+        _view("m-1", "ada@example.com", "u1", emails=EMAIL),
+        _view("g-1", "ADA@example.com", None, emails=[{"value": "Ada@Example.com"}]),
+        {**_view("o-1", "ada@example.com", "u1"), "idp": "okta"},
+    ]
+
+    rows = quality_findings(users, views=views)
+
+    found = sorted(
+        (r["kind"], r["client"], r["client_key"], r["resource_id"], r["sent"])
+        for r in rows
+        if r["kind"].startswith("duplicate")
+    )
+    assert found == [
+        ("duplicate_email", "entra", "g-1", None, "Ada@Example.com"),
+        ("duplicate_email", "entra", "m-1", "u1", "ada@example.com"),
+        ("duplicate_user_name", "entra", "g-1", None, "ADA@example.com"),
+        ("duplicate_user_name", "entra", "m-1", "u1", "ada@example.com"),
+    ]
+    assert "m-1" in next(r for r in rows if r["client_key"] == "g-1")["explanation"]
+
+
+def test_a_member_a_client_pushes_without_a_tenant_user_is_not_found() -> None:
+    users = [{"id": "u1", "userName": "ada", "name": NAME, "emails": EMAIL}]
+    groups = [{"id": "g1", "displayName": "Staff", "members": [{"value": "u1"}]}]
+    views = [
+        _view("m-1", "ada", "u1"),
+        _view("m-2", "bob", None),
+        {"kind": "group", "idp": "entra", "key": "G", "tenant_id": "g1"}
+        | {"displayName": "Staff", "members": ["m-1", "m-2", "m-9"]},
+        {"kind": "group", "idp": "entra", "key": "H", "tenant_id": None}
+        | {"displayName": "Gone", "members": ["m-2"]},
+    ]
+
+    rows = quality_findings(users, groups, views=views)
+    rows = [r for r in rows if r["kind"] == "member_not_found"]
+
+    assert sorted((r["resource_id"], r["client"], r["sent"]) for r in rows) == [
+        ("g1", "entra", "m-2"),
+        ("g1", "entra", "m-9"),
+    ]
+    by_member = {r["sent"]: r["explanation"] for r in rows}
+    assert "never created" in by_member["m-2"]
+    assert "not among the client's users" in by_member["m-9"]
+    # The members are the client's keys: no plan row may remove them from g1.
+    assert [r["fix_path"] for r in rows] == [None, None]
 
 
 def test_only_name_formatted_and_an_empty_family_name_are_blank_parts() -> None:
@@ -292,7 +355,6 @@ def _truth(demo: dict[str, Any]) -> dict[str, set[tuple[Any, ...]]]:
     from scimtools.mapping import load_lambdas
 
     generated, views = demo["generated"], demo["views"]
-    people = generated.people
     built = {(v["idp"], v["key"]): v for v in views}
     planted: dict[str, set[tuple[Any, ...]]] = defaultdict(set)
     user_views = [v for v in generated.views["okta"] + generated.views["entra"]]
@@ -300,6 +362,10 @@ def _truth(demo: dict[str, Any]) -> dict[str, set[tuple[Any, ...]]]:
     with load_lambdas() as model:
         predicted = model.predict([v["profile"] for v in user_views])
     by_person: dict[int, dict[str, tuple[dict, dict]]] = defaultdict(dict)
+    # Where two IdPs write one tenant user, what it keeps depends on the order
+    # of their writes: such users are left out of the kinds that depend on it.
+    sharing = Counter(v["tenant_id"] for v in views if v["kind"] == "user")
+    blank: dict[str, set[tuple[str, bool]]] = defaultdict(set)
 
     for view, prediction in zip(user_views, predicted, strict=True):
         idp, key, profile = view["idp"], view["key"], view["profile"]
@@ -314,34 +380,63 @@ def _truth(demo: dict[str, Any]) -> dict[str, set[tuple[Any, ...]]]:
         if not primaries:
             planted["dropped_by_lambda"].add((idp, key, "emails.value"))
             planted["email_without_primary"].add((idp, key))
+        tenant_id = built[(idp, key)].get("tenant_id")
         if len(primaries) == 2:
             planted["dropped_by_lambda"].add((idp, key, "emails.value"))
-            planted["changed_in_form"].add((idp, key, "emails.type"))
             planted["two_primary_emails"].add((idp, key))
+            # The last primary is kept, typed "work" (home -> work).
+            if sharing[tenant_id] == 1:
+                planted["changed_in_form"].add((idp, key, "emails.type"))
+            else:
+                planted["unsure"].add((idp, key, "emails.type"))
         if built[(idp, key)].get("tenant_id") is None:
             planted["missing_on_tenant"].add((idp, key, "id"))
-        tenant_id = built[(idp, key)].get("tenant_id")
-        person = people[view["person"]]
-        if tenant_id and len(person.idps) == 1:
-            if person.name_style == "formatted_only":
-                planted["blank_name_part"].add((tenant_id, "name.givenName"))
-            if person.name_style != "full":
-                planted["blank_name_part"].add((tenant_id, "name.familyName"))
+        name = profile.get("name") or {}
+        for part in ("givenName", "familyName"):
+            if tenant_id:
+                blank[tenant_id].add((part, not name.get(part)))
+        if tenant_id:
+            blank[tenant_id].add(("email", not primaries))
+    # A name part is blank on the tenant when every IdP writing the user sends
+    # it blank (in its last state: a later update may fill it in).
+    for tenant_id, parts in blank.items():
+        for part in ("givenName", "familyName"):
+            states = {is_blank for p, is_blank in parts if p == part}
+            if states == {True}:
+                planted["blank_name_part"].add((tenant_id, f"name.{part}"))
+            elif states == {True, False}:
+                planted["unsure"].add((tenant_id, f"name.{part}"))
+        states = {is_blank for p, is_blank in parts if p == "email"}
+        if states == {True}:
+            planted["user_without_email"].add(("User", tenant_id))
+        elif states == {True, False}:
+            planted["unsure"].add(("User", tenant_id))
 
     # Entra's manager PATCH goes to the bare path "manager", which FusionAuth
-    # drops, although the IdP believes it set the extension's manager.
+    # drops, although the IdP believes it set the extension's manager; its
+    # other shape (a bare string on the URN path) is kept. An Entra account the
+    # tenant never created gets no manager PATCH at all.
+    strings = set(generated.planted["manager_as_string"])
     for record in generated.streams["entra"]:
-        if record["action"] == "user.manager":
+        if (
+            record["action"] == "user.manager"
+            and built[("entra", record["key"])]["tenant_id"]
+            and ("entra", record["key"]) not in strings
+        ):
             planted["lost_although_mapped"].add(
                 (record["person"], f"{ENTERPRISE}:manager.value")
             )
     # A person both IdPs provision: where their mapped values disagree, the
     # tenant can keep only one; where only one sends a value, the other IdP
     # sees it present only on the tenant, or the one-sided value is lost.
+    # (Two IdPs that each got a user of their own share nothing.)
     for index, pair in by_person.items():
-        if len(pair) < 2 or any(
-            built[(v["idp"], v["key"])]["tenant_id"] is None for v, _ in pair.values()
-        ):
+        if len(pair) < 2:
+            continue
+        tenant_ids = {
+            built[(v["idp"], v["key"])]["tenant_id"] for v, _ in pair.values()
+        }
+        if None in tenant_ids or len(tenant_ids) > 1:
             continue
         (_, okta), (_, entra) = pair["okta"], pair["entra"]
         for diff in compare_resources(okta, entra):
@@ -352,10 +447,18 @@ def _truth(demo: dict[str, Any]) -> dict[str, set[tuple[Any, ...]]]:
                 planted["changed_in_form"].add((index, attribute))
             elif diff.status in ("missing", "added"):
                 planted["one_sided"].add((index, attribute))
+            if diff.status == "added":
+                planted["entra_only"].add((index, attribute))
     # A one-sided Entra value is lost when Entra never wrote it (its create was
     # replaced by a link PATCH) or an Okta PUT, which replaces the whole user,
     # succeeded after Entra last wrote it.
+    # The default lambdas keep an extension only when `schemas` names it: an
+    # extension value Entra writes is lost if Entra did not create the user
+    # (its PATCHes leave Okta's `schemas` as they are) or an Okta PUT replaced
+    # the user after that create. Okta writes all it sends in its create or
+    # link PUT, so its one-sided values stay.
     last_put: dict[int, int] = {}
+    entra_create: dict[int, int] = {}
     entra_writes: dict[int, list[tuple[int, set[str] | None]]] = defaultdict(list)
     for record in demo["streams"]:
         status = (record.get("result") or {}).get("status") or 0
@@ -366,21 +469,58 @@ def _truth(demo: dict[str, Any]) -> dict[str, set[tuple[Any, ...]]]:
             last_put[record["person"]] = record["seq"]
         elif record["idp"] == "entra" and record["action"] == "user.create":
             entra_writes[record["person"]].append((record["seq"], None))
+            entra_create[record["person"]] = record["seq"]
         elif record["idp"] == "entra" and "Operations" in body:
             paths = {generic_path(op.get("path") or "") for op in body["Operations"]}
             entra_writes[record["person"]].append((record["seq"], paths))
-    for index, attribute in planted["one_sided"]:
+    for index, attribute in planted["entra_only"]:
         writes = [
             seq
             for seq, paths in entra_writes[index]
             if paths is None or attribute in paths
         ]
-        if not writes or last_put.get(index, -1) > max(writes):
+        put = last_put.get(index, -1)
+        overwritten = not writes or put > max(writes)
+        schemas_lost = attribute.startswith(ENTERPRISE) and (
+            index not in entra_create or put > entra_create[index]
+        )
+        if overwritten or schemas_lost:
             planted["lost_although_mapped"].add((index, attribute))
     planted["group_over_100"] = {
         ("Group", v["tenant_id"])
         for v in views
         if v["kind"] == "group" and len(v["members"]) > 100 and v["tenant_id"]
+    }
+
+    # The data-quality troubles the generator planted (DemoData.planted).
+    marked = generated.planted
+    for kind in ("invalid_email", "invalid_phone"):
+        planted[kind] = {
+            ("User", built[view]["tenant_id"])
+            for view in marked[kind]
+            if built[view]["tenant_id"]
+        }
+    planted["manager_not_object"] = {
+        ("User", built[("entra", r["key"])]["tenant_id"])
+        for r in demo["streams"]
+        if r["action"] == "user.manager"
+        and ("entra", r["key"]) in strings
+        and (r.get("result") or {}).get("status") == 200
+    }
+    for kind in ("duplicate_user_name", "duplicate_email"):
+        planted[kind] = set(marked["duplicate_account"])
+    planted["empty_group"] = {
+        ("Group", built[view]["tenant_id"])
+        for view in marked["empty_group"]
+        if built[view]["tenant_id"]
+    }
+    # A member the IdP pushed whose own create failed is not on the tenant.
+    planted["member_not_found"] = {
+        ("Group", v["tenant_id"], v["idp"], member)
+        for v in views
+        if v["kind"] == "group" and v["tenant_id"]
+        for member in v["members"]
+        if built[(v["idp"], member)]["tenant_id"] is None
     }
     return planted
 
@@ -405,6 +545,12 @@ def _found(demo: dict[str, Any], kind: str) -> set[tuple[Any, ...]]:
         return {(r["client"], r["client_key"]) for r in rows}
     if kind == "blank_name_part":
         return {(r["resource_id"], r["attribute"]) for r in rows}
+    if kind in ("duplicate_user_name", "duplicate_email"):
+        return {(r["client"], r["client_key"]) for r in rows}
+    if kind == "member_not_found":
+        return {
+            (r["resource_type"], r["resource_id"], r["client"], r["sent"]) for r in rows
+        }
     return {(r["resource_type"], r["resource_id"]) for r in rows}
 
 
@@ -416,15 +562,11 @@ def _score(found: set, planted: set) -> tuple[float, float]:
 
 
 @pytest.mark.slow
-def test_every_kind_of_mapping_finding_occurs_on_the_demo_tenant(demo) -> None:
+def test_every_kind_of_finding_occurs_on_the_demo_tenant(demo) -> None:
     counts = demo["audit"].counts()
 
-    for kind in MAPPING_KINDS:
-        assert counts.get(kind, 0) > 0, kind
-    for kind in ("user_without_email", "email_without_primary", "two_primary_emails"):
-        assert counts.get(kind, 0) > 0, kind
-    for kind in ("blank_name_part", "inactive_in_group", "group_over_100"):
-        assert counts.get(kind, 0) > 0, kind
+    assert set(MAPPING_KINDS) < set(FINDING_KINDS)
+    assert [k for k in FINDING_KINDS if counts.get(k, 0) == 0] == []
 
 
 @pytest.mark.slow
@@ -440,10 +582,18 @@ def test_findings_agree_with_what_the_generator_planted(demo, capsys) -> None:
         "missing_on_tenant",
         "email_without_primary",
         "two_primary_emails",
+        "user_without_email",
         "blank_name_part",
         "group_over_100",
         "lost_although_mapped",
         "changed_in_form",
+        "invalid_email",
+        "invalid_phone",
+        "manager_not_object",
+        "duplicate_user_name",
+        "duplicate_email",
+        "empty_group",
+        "member_not_found",
     ):
         found = _found(demo, kind)
         if kind == "changed_in_form":
@@ -455,7 +605,7 @@ def test_findings_agree_with_what_the_generator_planted(demo, capsys) -> None:
                 else (c, k, a)
                 for c, k, a in found
             }
-        scores[kind] = _score(found, planted[kind])
+        scores[kind] = _score(found - planted["unsure"], planted[kind])
 
     # present_only_on_tenant: every finding on a user's attribute is one that
     # only the other IdP of a shared person sends.
@@ -471,8 +621,8 @@ def test_findings_agree_with_what_the_generator_planted(demo, capsys) -> None:
     with capsys.disabled():
         print("\nprecision, recall per kind:", json.dumps(scores, indent=1))
     for kind, (precision, recall) in scores.items():
-        assert precision >= 0.8, (kind, precision)
-        assert recall is None or recall >= 0.8, (kind, recall)
+        assert precision >= 0.95, (kind, precision)
+        assert recall is None or recall >= 0.95, (kind, recall)
 
 
 @pytest.mark.slow

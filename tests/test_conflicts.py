@@ -158,6 +158,48 @@ def test_a_create_of_a_taken_email_in_other_case_is_a_create_conflict() -> None:
     assert conflict["resolution"]["client_actions"] == [
         {"client": "entra", "action": "link", "key": ENTRA_GUID, "tenant_id": "u1"}
     ]
+    assert conflict["action"] == conflict["resolution"]["action"] == "link_to_existing"
+
+
+def test_a_taken_address_held_by_the_same_client_calls_for_a_merge_in_the_idp() -> None:
+    # Entra's guest account carries the member account's address in other case:
+    # linking it would have two Entra accounts write one user.
+    tenant = tenant_frames(
+        pd.DataFrame(
+            {
+                "id": ["u1"],
+                "external_id": [ENTRA_GUID],
+                "user_name": ["alice@example.com"],
+                "email": ["alice@example.com"],
+                "active": [True],
+            }
+        )
+    )
+    entra = client_view_from_frame(
+        "entra",
+        pd.DataFrame(
+            {
+                "key": [ENTRA_GUID, "alice_example.com#EXT#"],
+                "user_name": ["alice@example.com", "Alice@Example.com"],
+                "email": ["alice@example.com", "Alice@Example.com"],
+                "create_status": [201, 409],
+            }
+        ),
+    )
+
+    conflicts = find_conflicts(tenant, [entra])
+    conflict = conflicts[conflicts["kind"] == "create_conflict"].iloc[0]
+
+    assert conflict["evidence"]["held_by"] == ["entra"]
+    assert conflict["action"] == conflict["resolution"]["action"] == "merge_in_idp"
+    assert conflict["resolution"]["client_actions"] == [
+        {
+            "client": "entra",
+            "action": "merge",
+            "key": "alice_example.com#EXT#",
+            "tenant_id": "u1",
+        }
+    ]
 
 
 def test_one_person_created_under_two_external_ids_is_a_duplicate() -> None:

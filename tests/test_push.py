@@ -607,6 +607,41 @@ def test_rollback_of_chosen_rows_leaves_the_others(tenant, journal) -> None:
     assert sorted(again.results["op_id"]) == ["op-0001", "op-0003"]
 
 
+def test_a_bare_string_manager_becomes_an_object_and_rolls_back_to_the_string(
+    tenant, journal
+) -> None:
+    # Entra's other manager shape leaves a bare string, which a PATCH of
+    # manager.value cannot enter: the push writes by PUT, the rollback restores
+    # the whole user.
+    from scimtools.audit import audit_tenant
+    from scimtools.plan import plan_from_findings
+
+    sb, client, data = tenant
+    urn = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+    boss, user = data["users"][0]["id"], data["users"][1]["id"]
+    ops = [{"op": "add", "path": f"{urn}:manager", "value": boss}]
+    client.patch("EnterpriseUsers", user, ops)
+    before = client.get("EnterpriseUsers", user)
+    assert before[urn]["manager"] == boss
+    audit = audit_tenant([before])
+    plan = make_plan(plan_from_findings(audit.findings).assign(approved=True))
+    assert plan["path"].tolist() == [f"{urn}:manager.value"]
+
+    applied = apply_plan(client, plan, journal, run_id="m1")
+
+    assert applied.counts["applied"] == 1
+    assert client.get("EnterpriseUsers", user)[urn]["manager"] == {"value": boss}
+    assert (
+        audit_tenant([client.get("EnterpriseUsers", user)])
+        .counts()
+        .get("manager_not_object", 0)
+        == 0
+    )
+    rollback = rollback_run(client, journal, "m1")
+    assert rollback.counts["applied"] == 1
+    assert client.get("EnterpriseUsers", user)[urn]["manager"] == boss
+
+
 def test_rollback_skips_a_value_changed_again_since_the_run(tenant, journal) -> None:
     sb, client, data = tenant
     user = data["users"][0]

@@ -43,7 +43,14 @@ from typing import Any
 
 import httpx
 
-from .generate import DEFAULT_SEED, IDPS, DemoData, generate_demo, write_jsonl
+from .generate import (
+    DEFAULT_SEED,
+    ENTERPRISE,
+    IDPS,
+    DemoData,
+    generate_demo,
+    write_jsonl,
+)
 
 __all__ = ["DEFAULT_DB", "BuildReport", "build_demo", "main"]
 
@@ -556,12 +563,29 @@ class _Replay:
                         "detail": result.get("detail"),
                     }
 
+        view["profile"] = self._resolve_profile(idp, view["profile"])
         view["tenant_id"] = self.ids[idp].get(view["key"])
         view["outcome"] = outcome
         view["status"] = status
         view["error"] = error
         view["failed"] = failed
         return view
+
+    def _resolve_profile(self, idp: str, profile: Any) -> Any:
+        """Put the tenant id the IdP sent for its manager into its view.
+
+        An IdP sends the id the tenant gave the manager; when the manager has
+        none, the link was never sent and the view holds no manager.
+        """
+        block = profile.get(ENTERPRISE) if isinstance(profile, dict) else None
+        if not isinstance(block, dict) or "manager" not in block:
+            return profile
+        block = dict(block)
+        try:
+            block["manager"] = self._resolve_value(idp, block["manager"])
+        except _Unresolved:
+            del block["manager"]
+        return {**profile, ENTERPRISE: block}
 
     def annotated(self, idp: str) -> list[dict[str, Any]]:
         return [

@@ -68,7 +68,9 @@ What each IdP believes it provisioned, one record per user or group it manages:
     the IdP's value.
 ``profile``
     the full SCIM resource the IdP believes the target holds (for Entra, its
-    create body with every later PATCH applied).
+    create body with every later PATCH applied). The enterprise manager holds
+    a ``${user:KEY}`` placeholder, which the builder replaces with the tenant id
+    the IdP sent (and removes when the manager never got one).
 ``last_sent``
     the body of the last request it sent about this resource.
 ``active``
@@ -87,6 +89,30 @@ What each IdP believes it provisioned, one record per user or group it manages:
     request that failed or could not be sent, else null.
 ``failed``
     added by the builder: how many of its requests failed or were skipped.
+
+Planted data-quality troubles
+-----------------------------
+Besides the everyday mess (``DemoData.mess`` counts it), a few records carry the
+troubles a data-quality audit looks for; ``DemoData.planted`` lists them as
+``(idp, key)`` of the view concerned, by kind. They are drawn from a random
+stream of their own, so the rest of the demo is the same with or without them:
+
+``invalid_email``
+    an Okta-only person whose kept email has a typo (two dots in a row, or no
+    top-level domain), which FusionAuth stores as sent.
+``invalid_phone``
+    an Okta-only person whose mobile is an extension or a stub of digits.
+``manager_as_string``
+    an Entra-only person whose manager link is Entra's other shape: ``Add`` on
+    the enterprise URN path with the bare id as a string (the
+    ``16-patch-user-manager-string`` fixture), kept by the default lambdas.
+``duplicate_account``
+    an Entra-only person for whom Entra also provisions a guest account
+    (``…#EXT#``) whose userName and email differ from the member account's only
+    in case; Entra matches it by externalId, finds nothing, and the create
+    answers 409. Both accounts are listed, the member's first.
+``empty_group``
+    a group each IdP creates and never pushes members to.
 
 Examples
 --------
@@ -204,6 +230,7 @@ OWN_GROUPS = {
         "Partners",
     ),
 }
+EMPTY_GROUPS = {"okta": "Alumni Network", "entra": "Board Observers"}
 LARGE_GROUPS = {"okta": ("Engineering", "VPN Users"), "entra": ("All Staff EMEA",)}
 
 PHONE_FORMATS = ("us_dashed", "us_parens", "tel_uri", "digits", "international")
@@ -249,6 +276,7 @@ class DemoData:
     streams: dict[str, list[dict[str, Any]]]
     views: dict[str, list[dict[str, Any]]]
     mess: dict[str, int] = field(default_factory=dict)
+    planted: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
 
     def merged_stream(self) -> list[dict[str, Any]]:
         """Return both streams in replay order (by ``seq``)."""
@@ -336,11 +364,22 @@ class _Generator:
         self.keys: dict[str, dict[int, str]] = {idp: {} for idp in IDPS}
         self.views: dict[str, dict[str, dict[str, Any]]] = {idp: {} for idp in IDPS}
         self.mess: dict[str, int] = dict.fromkeys(_MESS_KINDS, 0)
+        # The planted troubles draw from their own stream, so that the rest of
+        # the demo does not depend on them.
+        self.plant_rng = random.Random(f"{seed}-planted")
+        self.planted: dict[str, list[tuple[str, str]]] = {
+            kind: [] for kind in PLANTED_KINDS
+        }
+        self.bad_email: set[int] = set()
+        self.bad_phone: dict[int, str] = {}
+        self.manager_text: set[int] = set()
+        self.guests: set[int] = set()
 
     # -- people -----------------------------------------------------------------
 
     def run(self) -> DemoData:
         people = self._make_people()
+        self._choose_planted(people)
         self.person_at: dict[str, dict[int, dt.datetime]] = {i: {} for i in IDPS}
         self.deactivated_at: dict[str, dict[int, dt.datetime]] = {i: {} for i in IDPS}
 
@@ -350,6 +389,11 @@ class _Generator:
             self._plan_manager(person, people)
         for idp in IDPS:
             self._plan_groups(idp, people)
+        for person in people:
+            if person.index in self.guests:
+                self._plan_entra_guest(person)
+        for idp in IDPS:
+            self._plan_empty_group(idp)
 
         self.events.sort(key=lambda e: (e[0], e[1]))
         streams: dict[str, list[dict[str, Any]]] = {idp: [] for idp in IDPS}
@@ -361,7 +405,29 @@ class _Generator:
         self.mess["phone_formats"] = sum(
             1 for k in PHONE_FORMATS if self.mess[f"phone_{k}"]
         )
-        return DemoData(self.seed, people, streams, views, dict(self.mess))
+        planted = {kind: list(items) for kind, items in self.planted.items()}
+        return DemoData(self.seed, people, streams, views, dict(self.mess), planted)
+
+    def _choose_planted(self, people: list[Person]) -> None:
+        """Pick the people who carry a planted data-quality trouble."""
+        rng = self.plant_rng
+        okta_only = [p.index for p in people if p.idps == ("okta",)]
+        entra_only = [p.index for p in people if p.idps == ("entra",)]
+        with_phone = [i for i in okta_only if people[i].phone is not None]
+
+        def pick(pool: list[int], share: float, taken: set[int]) -> list[int]:
+            pool = [i for i in pool if i not in taken]
+            count = min(len(pool), max(3, round(len(people) * share)))
+            return sorted(rng.sample(pool, count))
+
+        self.bad_email = set(pick(okta_only, 0.0015, set()))
+        for index in pick(with_phone, 0.0015, self.bad_email):
+            stub = f"{rng.randint(1000, 9999)}"
+            self.bad_phone[index] = f"ext. {stub}" if index % 2 else stub[:3] + "01"
+        managed = [i for i in entra_only if people[i].manager is not None]
+        managed = [i for i in managed if people[people[i].manager].idps == ("entra",)]
+        self.manager_text = set(pick(managed, 0.002, set()))
+        self.guests = set(pick(entra_only, 0.001, self.manager_text))
 
     def _make_people(self) -> list[Person]:
         rng = self.rng
@@ -561,6 +627,7 @@ class _Generator:
         if person.phone is None:
             return []
         value = self._format_phone(person.phone)
+        value = self.bad_phone.get(person.index, value)
         return [{"primary": True, "type": "mobile", "value": value}]
 
     def _name(self, person: Person, *, entra: bool) -> dict[str, str]:
@@ -608,7 +675,13 @@ class _Generator:
         self._count_name(person, "okta")
 
         emails = self._emails(person.email, entra=False)
+        primaries = [e for e in emails if e.get("primary") is True]
+        if person.index in self.bad_email and primaries:
+            primaries[-1]["value"] = _typo(primaries[-1]["value"], person.index)
+            self.planted["invalid_email"].append(("okta", key))
         phones = self._phones(person)
+        if person.index in self.bad_phone and phones:
+            self.planted["invalid_phone"].append(("okta", key))
         body: dict[str, Any] = {
             "schemas": [CORE_USER],
             "userName": user_name,
@@ -856,15 +929,23 @@ class _Generator:
         key = self.keys["entra"][person.index]
         manager_key = self.keys["entra"][manager.index]
         ref = f"${{user:{manager_key}}}"
-        ops = [
-            _op("Add", "manager", [{"$ref": f"${{base}}/Users/{ref}", "value": ref}])
-        ]
+        profile = self.views["entra"][key]["profile"]
+        if person.index in self.manager_text:
+            ops = [_op("Add", f"{ENTERPRISE}:manager", ref)]
+            profile[ENTERPRISE]["manager"] = ref
+            self.planted["manager_as_string"].append(("entra", key))
+        else:
+            ops = [
+                _op(
+                    "Add",
+                    "manager",
+                    [{"$ref": f"${{base}}/Users/{ref}", "value": ref}],
+                )
+            ]
+            profile[ENTERPRISE]["manager"] = {"value": ref}
         patch = self._entra_patch(f"/Users/${{user:{key}}}", ops)
         self._emit("entra", at, "user.manager", patch, person=person.index, key=key)
         self.mess["manager_links"] += 1
-
-        profile = self.views["entra"][key]["profile"]
-        profile[ENTERPRISE]["manager"] = {"value": manager_key}
 
     def _count_name(self, person: Person, idp: str) -> None:
         if idp != person.idps[0]:
@@ -879,6 +960,60 @@ class _Generator:
     def _count_accent(self, text: str) -> None:
         if _has_accent(text):
             self.mess["accented_names"] += 1
+
+    def _plan_entra_guest(self, person: Person) -> None:
+        """Entra provisions a guest account of a member: the same userName and
+        email but for case, matched by externalId, so its create answers 409."""
+        rng = self.plant_rng
+        member_key = self.keys["entra"][person.index]
+        member = self.views["entra"][member_key]["profile"]
+        local, domain = person.email.split("@")
+        key = f"{local}_{domain}#EXT#"
+        email = ".".join(p.capitalize() for p in local.split(".")) + "@" + domain
+        if email == person.email:
+            email = person.email.upper()
+        at = self.person_at["entra"][person.index] + dt.timedelta(
+            days=rng.uniform(1, 60)
+        )
+        at = min(at, END - dt.timedelta(hours=2))
+        body: dict[str, Any] = {
+            "schemas": [CORE_USER, ENTERPRISE],
+            "externalId": key,
+            "userName": email,
+            "active": True,
+            "emails": [{"primary": True, "type": "work", "value": email}],
+            "meta": {"resourceType": "User"},
+            "name": dict(member["name"]),
+            "roles": [],
+            ENTERPRISE: {"department": person.department},
+        }
+        view = self._new_view("entra", key, person, json.loads(json.dumps(body)))
+        view["first_sent"] = format_time(at)
+        lookup = {
+            "method": "GET",
+            "path": f"{BASE}/Users",
+            # '#' would start the URL's fragment: Entra percent-encodes it.
+            "query": f'filter=externalId eq "{key.replace("#", "%23")}"',
+            "headers": {"Authorization": TOKEN},
+            "body": None,
+        }
+        common = {"person": person.index, "key": key}
+        self._emit("entra", at, "user.lookup", lookup, **common)
+        create = self._entra_request("POST", "/Users", body)
+        self._emit(
+            "entra", at + _S, "user.create", create, when="lookup_empty", **common
+        )
+        self.planted["duplicate_account"] += [("entra", member_key), ("entra", key)]
+
+    def _plan_empty_group(self, idp: str) -> None:
+        rng = self.plant_rng
+        if idp == "okta":
+            key = "00g" + "".join(rng.choices(_BASE62, k=17))
+        else:
+            key = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+        created = START + dt.timedelta(days=rng.uniform(0, 120))
+        self._plan_group(idp, EMPTY_GROUPS[idp], key, [], created)
+        self.planted["empty_group"].append((idp, key))
 
     # -- groups -----------------------------------------------------------------
 
@@ -1058,6 +1193,29 @@ _MESS_KINDS = (
     "same_name_groups",
     "groups_over_100",
 )
+
+
+PLANTED_KINDS = (
+    "invalid_email",
+    "invalid_phone",
+    "manager_as_string",
+    "duplicate_account",
+    "empty_group",
+)
+
+
+def _typo(email: str, index: int) -> str:
+    """Break an address as hands do: a doubled dot, or no top-level domain.
+
+    Examples
+    --------
+    >>> _typo("ana.silva@example.com", 1), _typo("ana.silva@example.com", 2)
+    ('ana..silva@example.com', 'ana.silva@example')
+    """
+    local, domain = email.split("@")
+    if index % 2 and "." in local:
+        return local.replace(".", "..", 1) + "@" + domain
+    return local + "@" + domain.rsplit(".", 1)[0]
 
 
 def _op(name: str, path: str, value: Any) -> dict[str, Any]:
