@@ -1099,7 +1099,12 @@ def _sent_members(
     rows = []
     for view in pushed:
         client, name = view.get("idp"), view.get("displayName")
-        for member in view["members"]:
+        for item in view["members"]:
+            # Keys, as the demo's views hold them, or SCIM member objects.
+            member = item.get("value") if isinstance(item, Mapping) else item
+            if not isinstance(member, str | int) or isinstance(member, bool):
+                continue
+            member = str(member)
             if tenant_of.get((client, member)) is not None:
                 continue
             known = (client, member) in tenant_of

@@ -152,7 +152,7 @@ def test_a_member_a_client_pushes_without_a_tenant_user_is_not_found() -> None:
         _view("m-1", "ada", "u1"),
         _view("m-2", "bob", None),
         {"kind": "group", "idp": "entra", "key": "G", "tenant_id": "g1"}
-        | {"displayName": "Staff", "members": ["m-1", "m-2", "m-9"]},
+        | {"displayName": "Staff", "members": ["m-1", {"value": "m-2"}, "m-9", [1]]},
         {"kind": "group", "idp": "entra", "key": "H", "tenant_id": None}
         | {"displayName": "Gone", "members": ["m-2"]},
     ]
