@@ -437,7 +437,7 @@ def mapping_findings(
         while this one runs the lambdas, chunk after chunk (the findings are
         the same whatever the number). 1 compares here and starts nothing;
         None starts two for 20,000 user views or more on a machine with 2
-        CPUs or more, one otherwise. The processes are spawned, so they import
+        CPUs or more, none otherwise. The processes are spawned, so they import
         the main module again: a script that passes 2 or more must call this
         under ``if __name__ == "__main__":`` (None stays in this process when
         the script has no such guard).
