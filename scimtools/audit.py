@@ -40,13 +40,18 @@ value wanted, JSON text); `fixes` decodes them.
 from __future__ import annotations
 
 import functools
+import gc
 import hashlib
 import html
 import json
 import logging
+import multiprocessing
+import os
 import re
-from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+import sys
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -137,6 +142,11 @@ _MEDIUM = (
 )
 _NAME_PARTS = ("givenName", "familyName")
 GROUP_LIMIT = 100
+# Views compared per task, and when `mapping_findings` starts worker processes
+# by itself: below 20,000 views, starting them costs more than they save.
+_CHUNK = 5_000
+_PARALLEL_VIEWS = 20_000
+_AUTO_WORKERS = 2
 
 
 @dataclass
@@ -413,6 +423,7 @@ def mapping_findings(
     *,
     lambdas: LambdaModel | None = None,
     groups: Iterable[Mapping[str, Any]] = (),
+    workers: int | None = None,
 ) -> tuple[list[dict[str, Any]], pd.DataFrame]:
     """Compare what each client sent with the lambdas' prediction and the tenant.
 
@@ -427,165 +438,73 @@ def mapping_findings(
     groups
         The tenant's Groups, to find the groups a client pushed that are
         missing.
+    workers
+        Processes that compare the views with the prediction and the tenant
+        while this one runs the lambdas, chunk after chunk (the findings are
+        the same whatever the number). 1 compares here and starts nothing;
+        None starts two for 20,000 user views or more on a machine with 2
+        CPUs or more, none otherwise. The processes are spawned, so they import
+        the main module again: a script that passes 2 or more must call this
+        under ``if __name__ == "__main__":`` (None stays in this process when
+        the script has no such guard).
 
     Returns
     -------
     (list of dict, pandas.DataFrame)
         The finding records and the survival table (see `Audit`).
+
+    Raises
+    ------
+    ValueError
+        When ``workers`` is not None or a positive integer.
+    """
+    rows, table, _ = _mapping_findings(
+        views, users, lambdas=lambdas, groups=groups, workers=workers
+    )
+    return rows, table
+
+
+def _mapping_findings(
+    views: Iterable[Mapping[str, Any]],
+    users: Iterable[Mapping[str, Any]],
+    *,
+    lambdas: LambdaModel | None,
+    groups: Iterable[Mapping[str, Any]],
+    workers: int | None,
+    meanwhile: Callable[[], list[dict[str, Any]]] = list,
+) -> tuple[list[dict[str, Any]], pd.DataFrame, list[dict[str, Any]]]:
+    """Return `mapping_findings` and what ``meanwhile()`` returns.
+
+    ``meanwhile`` runs here once every chunk is predicted, while the workers
+    finish their comparisons.
     """
     views = list(views)
     user_views = _user_views(views)
     tenant = {u["id"]: u for u in users if u.get("id")}
+    matched = _match_tenant(user_views, tenant)
+    count = _worker_count(workers, len(user_views))
     own_model = lambdas is None
     model = lambdas or load_lambdas()
-    profiles = [v["profile"] for v in user_views]
-    # Canonical keys of what was sent, computed once for the lambdas and both
-    # comparisons.
-    sent_canonical = [_canonical_keys(p) for p in profiles]
+    rows: list[dict[str, Any]] = []
+    survival: dict[tuple[str, str], dict[str, int]] = defaultdict(_counters)
+
     try:
-        predicted = model._predict(profiles, sent_canonical)
+        chunks = _predicted_chunks(model, user_views, matched, tenant)
+        if count > 1:
+            parts, later = _compare_in_pool(chunks, count, meanwhile)
+        else:
+            parts = [_compare_views(*chunk) for chunk in chunks]
+            later = meanwhile()
     finally:
         if own_model:
             model.close()
 
-    matched = _match_tenant(user_views, tenant)
-    rows: list[dict[str, Any]] = []
-    survival: dict[tuple[str, str], dict[str, int]] = defaultdict(
-        lambda: dict.fromkeys(("sent", "kept", "changed_in_form", "dropped", "lost"), 0)
-    )
-
-    for view, sent_c, prediction, tenant_id in zip(
-        user_views, sent_canonical, predicted, matched, strict=True
-    ):
-        client, key = view.get("idp"), view.get("key")
-        sent = view["profile"]
-        common = {
-            "resource_type": "User",
-            "resource_id": tenant_id,
-            "client": client,
-            "client_key": key,
-        }
-        stored = tenant.get(tenant_id) if tenant_id else None
-        # What was sent is flattened once for both comparisons.
-        sent_p = _prepare(sent_c)
-        by_prediction: dict[str, tuple[str, str, Any, Any]] = {}
-        predicted_paths = set()
-        for row in _compare_prepared(
-            sent_p, _prepare(_canonical_keys(prediction or {}))
-        ):
-            if row[2] is not None:
-                by_prediction[row[0]] = row
-            if row[3] is not None:
-                predicted_paths.add(row[0])
-        if stored is None:
-            rows.append(
-                _finding(
-                    "missing_on_tenant",
-                    attribute="id",
-                    severity="high",
-                    sent=sent.get("userName"),
-                    fix="data",
-                    fix_value=prediction,
-                    explanation=f"{client} provisioned {sent.get('userName')!r}"
-                    " but the tenant has no such user"
-                    + _error_note(view)
-                    + "; create it (or link the client to the existing user).",
-                    **common,
-                )
-            )
-        by_tenant = (
-            {
-                row[0]: row
-                for row in _compare_prepared(sent_p, _prepare(_canonical_keys(stored)))
-            }
-            if stored
-            else {}
-        )
-
-        for path, (_, status, value, other) in sorted(by_prediction.items()):
-            counter = survival[(client, generic_path(path))]
-            counter["sent"] += 1
-            if status in ("missing", "changed"):
-                counter["dropped"] += 1
-                rows.append(
-                    _finding(
-                        "dropped_by_lambda",
-                        attribute=path,
-                        sent=value,
-                        kept=other,
-                        expected=other,
-                        fix="lambda",
-                        fix_value=value,
-                        explanation=f"The lambdas do not keep {path} as {client}"
-                        f" sends it ({_quote(value)}"
-                        + (")" if other is None else f" becomes {_quote(other)})")
-                        + "; map it in the request and response lambdas.",
-                        **common,
-                    )
-                )
-                continue
-            if stored is None:
-                continue
-            actual = by_tenant.get(path)
-            if actual is None and "]." in path and not path.endswith("].value"):
-                # The whole item is missing: its value's finding covers it.
-                continue
-            if actual is None or actual[1] in ("missing", "changed"):
-                counter["lost"] += 1
-                kept = None if actual is None else actual[3]
-                rows.append(
-                    _finding(
-                        "lost_although_mapped",
-                        attribute=path,
-                        sent=value,
-                        kept=kept,
-                        expected=other,
-                        fix="data",
-                        fix_value=other,
-                        explanation=f"The lambdas keep {path}, but the tenant holds"
-                        f" {_quote(kept)} where {client} sent {_quote(value)}:"
-                        " a later write, another SCIM client or a manual edit;"
-                        " write the value again.",
-                        **common,
-                    )
-                )
-                continue
-            counter["kept"] += 1
-            if actual[1] == "changed_form":
-                counter["changed_in_form"] += 1
-                rows.append(
-                    _finding(
-                        "changed_in_form",
-                        attribute=path,
-                        sent=value,
-                        kept=actual[3],
-                        expected=other,
-                        severity="low",
-                        explanation=f"{path} is kept in another form:"
-                        f" {_quote(value)} was sent, {_quote(actual[3])} is"
-                        " stored; the same value, nothing to fix.",
-                        **common,
-                    )
-                )
-
-        if stored is None:
-            continue
-        for path, (_, status, _, other) in sorted(by_tenant.items()):
-            if status != "added" or path in predicted_paths:
-                continue
-            rows.append(
-                _finding(
-                    "present_only_on_tenant",
-                    attribute=path,
-                    kept=other,
-                    severity="low",
-                    explanation=f"The tenant holds {path} = {_quote(other)},"
-                    f" which {client} never sent: another SCIM client or a manual"
-                    " edit wrote it.",
-                    **common,
-                )
-            )
-
+    for part_rows, part_survival in parts:
+        rows += part_rows
+        for name, counts in part_survival.items():
+            total = survival[name]
+            for column, number in counts.items():
+                total[column] += number
     rows.extend(_unclaimed_users(tenant, matched))
     rows.extend(_group_mapping(views, groups))
     table = pd.DataFrame(
@@ -595,7 +514,285 @@ def mapping_findings(
     )
     table = table.sort_values(["client", "attribute"]).reset_index(drop=True)
     logger.info("Mapping audit: %d users, %d findings", len(user_views), len(rows))
-    return rows, table
+    return rows, table, later
+
+
+def _counters() -> dict[str, int]:
+    return dict.fromkeys(("sent", "kept", "changed_in_form", "dropped", "lost"), 0)
+
+
+def _worker_count(workers: int | None, views: int) -> int:
+    """Return how many processes compare ``views`` user views (1: this one)."""
+    if workers is None:
+        cpus = os.cpu_count() or 1
+        if views < _PARALLEL_VIEWS or cpus < 2:
+            return 1
+        if not _main_is_guarded():
+            logger.info(
+                "Comparing %d user views in this process: the main script has no"
+                ' `if __name__ == "__main__":` guard, which worker processes need',
+                views,
+            )
+            return 1
+        return min(cpus, _AUTO_WORKERS)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(
+            f"workers must be None (automatic), 1 (serial) or more, not {workers!r}"
+        )
+    return workers
+
+
+def _main_is_guarded() -> bool:
+    """Whether a spawned process can import ``__main__`` without running it all.
+
+    Spawned processes import the main module again (Python's multiprocessing
+    does); an interactive session, a notebook or ``python -c`` has none to run.
+    """
+    main = sys.modules.get("__main__")
+    name = getattr(getattr(main, "__spec__", None), "name", None)
+    if name is not None and (name == "__main__" or name.endswith(".__main__")):
+        return True
+    path = getattr(main, "__file__", None)
+    if path is None:
+        return name is None
+    try:
+        source = Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return _MAIN_GUARD.search(source) is not None
+
+
+_MAIN_GUARD = re.compile(r"""^if\s+__name__\s*==\s*["']__main__["']\s*:""", re.M)
+
+
+_Chunk = tuple[
+    list[Mapping[str, Any]],
+    list[dict[str, Any]],
+    list[dict[str, Any]],
+    list[str | None],
+    list[Mapping[str, Any] | None],
+]
+
+
+def _predicted_chunks(
+    model: LambdaModel,
+    user_views: Sequence[Mapping[str, Any]],
+    matched: Sequence[str | None],
+    tenant: Mapping[str, Mapping[str, Any]],
+) -> Iterator[_Chunk]:
+    """Yield chunks of views with what `_compare_views` needs, predicted here."""
+    for start in range(0, len(user_views), _CHUNK):
+        views = list(user_views[start : start + _CHUNK])
+        profiles = [v["profile"] for v in views]
+        # Canonical keys of what was sent, computed once for the lambdas and
+        # both comparisons.
+        sent_canonical = [_canonical_keys(p) for p in profiles]
+        predicted = model._predict(profiles, sent_canonical)
+        ids = list(matched[start : start + _CHUNK])
+        stored = [tenant.get(i) if i else None for i in ids]
+        yield views, sent_canonical, predicted, ids, stored
+
+
+_Part = tuple[list[dict[str, Any]], dict[tuple[str, str], dict[str, int]]]
+
+
+def _compare_in_pool(
+    chunks: Iterable[_Chunk],
+    workers: int,
+    meanwhile: Callable[[], list[dict[str, Any]]],
+) -> tuple[list[_Part], list[dict[str, Any]]]:
+    """Compare the chunks in ``workers`` processes, run ``meanwhile`` here.
+
+    Returns the chunks' results in order and what ``meanwhile`` returned. The
+    processes are spawned, never forked: this process runs V8, which does not
+    survive a fork. The pool is shut down whatever happens.
+    """
+    context = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, initializer=_start_worker
+    )
+    parts: list[_Part] = []
+    pending: deque[Future[_Part]] = deque()
+
+    try:
+        for chunk in chunks:
+            pending.append(pool.submit(_compare_views, *chunk))
+            while pending and pending[0].done():
+                parts.append(pending.popleft().result())
+        logger.debug(
+            "Compared %d chunks of user views; %d left to %d worker processes",
+            len(parts),
+            len(pending),
+            workers,
+        )
+        later = meanwhile()
+        parts.extend(future.result() for future in pending)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return parts, later
+
+
+def _start_worker() -> None:
+    # A chunk arrives as some 100,000 new containers: at the default threshold
+    # (700) the collector runs over them hundreds of times while they unpickle.
+    gc.set_threshold(10_000, 10, 10)
+
+
+def _compare_views(
+    views: Sequence[Mapping[str, Any]],
+    sent_canonical: Sequence[dict[str, Any]],
+    predicted: Sequence[dict[str, Any]],
+    matched: Sequence[str | None],
+    stored: Sequence[Mapping[str, Any] | None],
+) -> _Part:
+    """Compare a chunk of user views: their findings and survival counters.
+
+    Run in this process or in a worker of `_compare_in_pool`.
+    """
+    rows: list[dict[str, Any]] = []
+    survival: dict[tuple[str, str], dict[str, int]] = defaultdict(_counters)
+    for view, sent_c, prediction, tenant_id, user in zip(
+        views, sent_canonical, predicted, matched, stored, strict=True
+    ):
+        _compare_view(view, sent_c, prediction, tenant_id, user, rows, survival)
+    return rows, dict(survival)
+
+
+def _compare_view(
+    view: Mapping[str, Any],
+    sent_c: dict[str, Any],
+    prediction: dict[str, Any],
+    tenant_id: str | None,
+    stored: Mapping[str, Any] | None,
+    rows: list[dict[str, Any]],
+    survival: dict[tuple[str, str], dict[str, int]],
+) -> None:
+    """Add the findings of one user view to ``rows``, its counts to ``survival``."""
+    client, key = view.get("idp"), view.get("key")
+    sent = view["profile"]
+    common = {
+        "resource_type": "User",
+        "resource_id": tenant_id,
+        "client": client,
+        "client_key": key,
+    }
+    # What was sent is flattened once for both comparisons.
+    sent_p = _prepare(sent_c)
+    by_prediction: dict[str, tuple[str, str, Any, Any]] = {}
+    predicted_paths = set()
+    for row in _compare_prepared(sent_p, _prepare(_canonical_keys(prediction or {}))):
+        if row[2] is not None:
+            by_prediction[row[0]] = row
+        if row[3] is not None:
+            predicted_paths.add(row[0])
+    if stored is None:
+        rows.append(
+            _finding(
+                "missing_on_tenant",
+                attribute="id",
+                severity="high",
+                sent=sent.get("userName"),
+                fix="data",
+                fix_value=prediction,
+                explanation=f"{client} provisioned {sent.get('userName')!r}"
+                " but the tenant has no such user"
+                + _error_note(view)
+                + "; create it (or link the client to the existing user).",
+                **common,
+            )
+        )
+    by_tenant = (
+        {
+            row[0]: row
+            for row in _compare_prepared(sent_p, _prepare(_canonical_keys(stored)))
+        }
+        if stored
+        else {}
+    )
+
+    for path, (_, status, value, other) in sorted(by_prediction.items()):
+        counter = survival[(client, generic_path(path))]
+        counter["sent"] += 1
+        if status in ("missing", "changed"):
+            counter["dropped"] += 1
+            rows.append(
+                _finding(
+                    "dropped_by_lambda",
+                    attribute=path,
+                    sent=value,
+                    kept=other,
+                    expected=other,
+                    fix="lambda",
+                    fix_value=value,
+                    explanation=f"The lambdas do not keep {path} as {client}"
+                    f" sends it ({_quote(value)}"
+                    + (")" if other is None else f" becomes {_quote(other)})")
+                    + "; map it in the request and response lambdas.",
+                    **common,
+                )
+            )
+            continue
+        if stored is None:
+            continue
+        actual = by_tenant.get(path)
+        if actual is None and "]." in path and not path.endswith("].value"):
+            # The whole item is missing: its value's finding covers it.
+            continue
+        if actual is None or actual[1] in ("missing", "changed"):
+            counter["lost"] += 1
+            kept = None if actual is None else actual[3]
+            rows.append(
+                _finding(
+                    "lost_although_mapped",
+                    attribute=path,
+                    sent=value,
+                    kept=kept,
+                    expected=other,
+                    fix="data",
+                    fix_value=other,
+                    explanation=f"The lambdas keep {path}, but the tenant holds"
+                    f" {_quote(kept)} where {client} sent {_quote(value)}:"
+                    " a later write, another SCIM client or a manual edit;"
+                    " write the value again.",
+                    **common,
+                )
+            )
+            continue
+        counter["kept"] += 1
+        if actual[1] == "changed_form":
+            counter["changed_in_form"] += 1
+            rows.append(
+                _finding(
+                    "changed_in_form",
+                    attribute=path,
+                    sent=value,
+                    kept=actual[3],
+                    expected=other,
+                    severity="low",
+                    explanation=f"{path} is kept in another form:"
+                    f" {_quote(value)} was sent, {_quote(actual[3])} is"
+                    " stored; the same value, nothing to fix.",
+                    **common,
+                )
+            )
+
+    if stored is None:
+        return
+    for path, (_, status, _, other) in sorted(by_tenant.items()):
+        if status != "added" or path in predicted_paths:
+            continue
+        rows.append(
+            _finding(
+                "present_only_on_tenant",
+                attribute=path,
+                kept=other,
+                severity="low",
+                explanation=f"The tenant holds {path} = {_quote(other)},"
+                f" which {client} never sent: another SCIM client or a manual"
+                " edit wrote it.",
+                **common,
+            )
+        )
 
 
 def _error_note(view: Mapping[str, Any]) -> str:
@@ -1145,6 +1342,7 @@ def audit_tenant(
     views: Iterable[Mapping[str, Any]] = (),
     lambdas: LambdaModel | None = None,
     region: str = "US",
+    workers: int | None = None,
 ) -> Audit:
     """Audit a tenant: mapping findings per client and data-quality findings.
 
@@ -1162,6 +1360,9 @@ def audit_tenant(
         The tenant's user lambdas; default FusionAuth's.
     region
         Region for phone numbers written without a country code.
+    workers
+        Processes for the mapping comparison (see `mapping_findings`): None
+        decides, 1 starts none. The data-quality checks run here meanwhile.
 
     Returns
     -------
@@ -1187,12 +1388,22 @@ def audit_tenant(
         + ["dropped", "lost"]
     )
 
+    def quality() -> list[dict[str, Any]]:
+        return quality_findings(users, groups, views=views, region=region)
+
     if views:
-        mapped, survival = mapping_findings(
-            views, users, lambdas=lambdas, groups=groups
+        # The data-quality checks run while the workers finish their comparisons.
+        mapped, survival, checked = _mapping_findings(
+            views,
+            users,
+            lambdas=lambdas,
+            groups=groups,
+            workers=workers,
+            meanwhile=quality,
         )
-        rows += mapped
-    rows += quality_findings(users, groups, views=views, region=region)
+        rows += mapped + checked
+    else:
+        rows += quality()
     return Audit(findings=_frame(rows), survival=survival)
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from scimtools import audit as audit_module
 from scimtools.audit import (
     FINDING_COLUMNS,
     FINDING_KINDS,
@@ -23,9 +24,10 @@ from scimtools.audit import (
     audit_tenant,
     fixes,
     load_idp_views,
+    mapping_findings,
     quality_findings,
 )
-from scimtools.mapping import compare_resources, generic_path
+from scimtools.mapping import compare_resources, generic_path, load_lambdas
 
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"
@@ -313,6 +315,99 @@ def test_the_csv_and_the_html_report_hold_every_finding(tmp_path: Path) -> None:
 def test_load_idp_views_names_the_folder_when_empty(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=str(tmp_path)):
         load_idp_views(tmp_path)
+
+
+# -- in worker processes -----------------------------------------------------------
+
+
+def generated(count: int) -> tuple[list[dict], list[dict], list[dict]]:
+    """Views, users and groups in the demo's shapes, with every mapping kind."""
+    views, users = [], []
+    for i in range(count):
+        email = f"user{i}@example.com"
+        sent = {
+            "schemas": [USER, ENTERPRISE],
+            "userName": email,
+            "active": "False" if i % 11 == 0 else True,
+            "displayName": f"User {i}",
+            "name": {"givenName": f"Given{i}", "familyName": f"Family{i}"},
+            "emails": [{"value": email, "type": "work", "primary": i % 9 != 0}],
+            "phoneNumbers": [{"value": f"(201) 555-{i:04d}", "type": "mobile"}],
+            ENTERPRISE: {"department": ["R&D", "Sales", "HR"][i % 3]},
+        }
+        views.append(
+            {
+                "kind": "user",
+                "idp": "okta" if i % 2 else "entra",
+                "key": f"k{i}",
+                "tenant_id": f"id-{i}",
+                "profile": sent,
+            }
+        )
+        if i % 7 == 0:
+            continue
+        stored = {
+            "id": f"id-{i}",
+            "userName": email.upper() if i % 5 == 0 else email,
+            "active": i % 11 != 0,
+            "name": {"givenName": f"Given{i}", "familyName": f"Other{i % 4}"},
+            "phoneNumbers": [{"value": f"+1 201-555-{i:04d}", "type": "mobile"}],
+            ENTERPRISE: {"department": "HR", "manager": f"m-{i}"},
+        }
+        if i % 9 != 0:
+            stored["emails"] = [{"value": email, "type": "work", "primary": True}]
+        if i % 13 == 0:
+            stored["title"] = "Manual"
+        users.append(stored)
+    users.append({"id": "id-unclaimed", "userName": "nobody@example.com"})
+    groups = [
+        {"id": "g1", "displayName": "Sales", "members": [{"value": "id-1"}]},
+    ]
+    return views, users, groups
+
+
+def test_two_worker_processes_find_what_one_process_finds(monkeypatch) -> None:
+    monkeypatch.setattr(audit_module, "_CHUNK", 40)
+    views, users, groups = generated(300)
+
+    with load_lambdas() as model:
+        serial = audit_tenant(users, groups, views=views, lambdas=model, workers=1)
+        parallel = audit_tenant(users, groups, views=views, lambdas=model, workers=2)
+
+    assert set(serial.findings["kind"]) >= set(MAPPING_KINDS)
+    pd.testing.assert_frame_equal(parallel.findings, serial.findings)
+    pd.testing.assert_frame_equal(parallel.survival, serial.survival)
+
+
+def test_an_error_in_a_worker_process_reaches_the_caller(monkeypatch) -> None:
+    monkeypatch.setattr(audit_module, "_CHUNK", 40)
+    views, users, groups = generated(120)
+    # A value JSON cannot hold, on the tenant only: its finding cannot be written.
+    users[100]["title"] = {"not", "json"}
+
+    with (
+        load_lambdas() as model,
+        pytest.raises(TypeError, match="not JSON serializable"),
+    ):
+        mapping_findings(views, users, lambdas=model, groups=groups, workers=2)
+
+
+def test_a_small_audit_starts_no_process(monkeypatch) -> None:
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("a process pool was started")
+
+    monkeypatch.setattr(audit_module, "ProcessPoolExecutor", refuse)
+    views, users, groups = generated(50)
+
+    found = audit_tenant(users, groups, views=views)
+
+    assert len(found.findings) > 0
+
+
+@pytest.mark.parametrize("workers", [0, -1, 1.5, True])
+def test_workers_must_be_a_positive_integer(workers: Any) -> None:
+    with pytest.raises(ValueError, match="workers must be None"):
+        mapping_findings([], [], workers=workers)
 
 
 # -- acceptance on a generated demo tenant ----------------------------------------
