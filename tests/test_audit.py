@@ -8,6 +8,7 @@ the replay answered), reporting precision and recall per kind.
 from __future__ import annotations
 
 import json
+import sys
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from pathlib import Path
@@ -402,6 +403,33 @@ def test_a_small_audit_starts_no_process(monkeypatch) -> None:
     found = audit_tenant(users, groups, views=views)
 
     assert len(found.findings) > 0
+
+
+@pytest.mark.parametrize(
+    ("source", "guarded"),
+    [
+        ("import scimtools\naudit()\n", False),
+        ('import scimtools\n\nif __name__ == "__main__":\n    audit()\n', True),
+        ("if __name__ == '__main__' :\n    audit()\n", True),
+        ('def f():\n    if __name__ == "__main__":\n        pass\n', False),
+    ],
+)
+def test_workers_start_only_under_a_main_guard(
+    monkeypatch, tmp_path: Path, source: str, guarded: bool
+) -> None:
+    # Spawned workers import the main script again: without the guard it would
+    # run its audit once more in each of them.
+    import types
+
+    script = tmp_path / "script.py"
+    script.write_text(source)
+    main = types.ModuleType("__main__")
+    main.__file__ = str(script)
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    monkeypatch.setattr(audit_module.os, "cpu_count", lambda: 2)
+
+    assert audit_module._worker_count(None, 50_000) == (2 if guarded else 1)
+    assert audit_module._worker_count(None, 500) == 1
 
 
 @pytest.mark.parametrize("workers", [0, -1, 1.5, True])
