@@ -738,6 +738,31 @@ def _compare_view(
         if actual is None and "]." in path and not path.endswith("].value"):
             # The whole item is missing: its value's finding covers it.
             continue
+        if (
+            (actual is None or actual[1] == "missing")
+            and path.startswith(_MANAGER)
+            and _bare_manager(view)
+        ):
+            # What was sent differs from the profile: Entra sends the manager
+            # as a PATCH on the bare path "manager", which no lambda maps.
+            counter["dropped"] += 1
+            rows.append(
+                _finding(
+                    "dropped_by_lambda",
+                    attribute=path,
+                    sent=value,
+                    expected=other,
+                    fix="lambda",
+                    fix_value=value,
+                    explanation=f"{client} sends the manager as a PATCH on the bare"
+                    " path 'manager' (not the enterprise extension's), which the"
+                    " lambdas do not map, so the tenant holds none; map"
+                    " scimUser.manager in the request lambda, or have the IdP"
+                    " write the enterprise manager.",
+                    **common,
+                )
+            )
+            continue
         if actual is None or actual[1] in ("missing", "changed"):
             counter["lost"] += 1
             kept = None if actual is None else actual[3]
@@ -793,6 +818,31 @@ def _compare_view(
                 **common,
             )
         )
+
+
+_MANAGER = f"{ENTERPRISE}:manager"
+
+
+def _bare_manager(view: Mapping[str, Any]) -> bool:
+    """Tell whether the client's last request set "manager" on the bare path.
+
+    Examples
+    --------
+    >>> _bare_manager({"last_sent": {"Operations": [{"op": "Add",
+    ...     "path": "manager", "value": [{"value": "m-7"}]}]}})
+    True
+    >>> _bare_manager({"last_sent": {"Operations": [{"op": "Add",
+    ...     "path": f"{ENTERPRISE}:manager", "value": "m-7"}]}})
+    False
+    """
+    body = view.get("last_sent")
+    operations = body.get("Operations") if isinstance(body, Mapping) else None
+    if not isinstance(operations, list):
+        return False
+    return any(
+        isinstance(op, Mapping) and str(op.get("path", "")).lower() == "manager"
+        for op in operations
+    )
 
 
 def _error_note(view: Mapping[str, Any]) -> str:

@@ -19,6 +19,7 @@ import concurrent.futures
 import functools
 import json
 import logging
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -483,12 +484,15 @@ def normalise_phone(value: Any, *, region: str = "US") -> str | None:
     """Return a phone number in E.164, or None when it does not parse.
 
     ``tel:`` URIs (RFC 3966, which RFC 7643 §4.1.2 recommends) and national
-    formats are read; national numbers are read in ``region``.
+    formats are read; national numbers are read in ``region``. An extension
+    follows as ``;ext=`` (RFC 3966), so a number that lost it is another one.
 
     Examples
     --------
     >>> normalise_phone("tel:+1-201-555-0123"), normalise_phone("(201) 555-0123")
     ('+12015550123', '+12015550123')
+    >>> normalise_phone("+1 201-555-0123 ext. 45")
+    '+12015550123;ext=45'
     >>> normalise_phone("call me") is None
     True
     """
@@ -507,7 +511,9 @@ def _parse_phone(value: str, region: str) -> str | None:
         return None
     if not phonenumbers.is_possible_number(number):
         return None
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    # An extension is part of the number: losing it is a change, not a form.
+    return f"{e164};ext={number.extension}" if number.extension else e164
 
 
 def same_phone(a: Any, b: Any, *, region: str = "US") -> bool:
@@ -645,14 +651,18 @@ def _compare_values(path: str, sent: Any, other: Any) -> str:
         return "kept"
     generic = generic_path(path)
     if generic.endswith(".type") or generic.endswith(".primary"):
+        # A canonical value in other case is the same; another type ("home"
+        # kept as "work") relabels the value, which is a change.
         if str(sent).lower() == str(other).lower():
             return "kept"
-        return "changed_form" if generic.endswith(".type") else "changed"
+        return "changed"
     if isinstance(sent, bool) or isinstance(other, bool):
         return "changed_form" if str(sent).lower() == str(other).lower() else "changed"
     if isinstance(sent, str) and isinstance(other, str):
         if generic in _CASE_INSENSITIVE and sent.lower() == other.lower():
             return "changed_form"
+        if unicodedata.normalize("NFC", sent) == unicodedata.normalize("NFC", other):
+            return "changed_form"  # composed and decomposed accents
         if generic.startswith("phoneNumbers") and same_phone(sent, other):
             return "changed_form"
         if sent.strip() == other.strip():

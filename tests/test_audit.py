@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -244,6 +244,27 @@ def test_entras_active_as_text_is_no_loss() -> None:
     assert mapping[["kind", "attribute"]].values.tolist() == [
         ["changed_in_form", "active"]
     ]
+
+
+def test_a_manager_entra_sent_on_the_bare_path_is_dropped_by_the_lambda() -> None:
+    # Entra's documented manager PATCH (15-patch-user-manager-add) goes to the
+    # bare path "manager": the IdP believes it set the enterprise manager.
+    sent = {"schemas": [USER, ENTERPRISE], "userName": "a"}
+    sent[ENTERPRISE] = {"department": "R&D", "manager": {"value": "u9"}}
+    patch = {
+        "Operations": [{"op": "Add", "path": "manager", "value": [{"value": "u9"}]}]
+    }
+    other = {"Operations": [{"op": "Replace", "path": "active", "value": "False"}]}
+    users = [{"id": "u1", "userName": "a", ENTERPRISE: {"department": "R&D"}}]
+
+    def audit_with(last_sent: dict) -> list[list[str]]:
+        view = {"idp": "entra", "key": "k", "tenant_id": "u1", "profile": sent}
+        found = audit_tenant(users, views=[view | {"last_sent": last_sent}]).findings
+        found = found[found["attribute"].str.endswith("manager.value")]
+        return found[["kind", "fix"]].values.tolist()
+
+    assert audit_with(patch) == [["dropped_by_lambda", "lambda"]]
+    assert audit_with(other) == [["lost_although_mapped", "data"]]
 
 
 def test_groups_inactive_members_unknown_members_empty_and_large() -> None:
@@ -485,9 +506,8 @@ def _truth(demo: dict[str, Any]) -> dict[str, set[tuple[Any, ...]]]:
     with load_lambdas() as model:
         predicted = model.predict([v["profile"] for v in user_views])
     by_person: dict[int, dict[str, tuple[dict, dict]]] = defaultdict(dict)
-    # Where two IdPs write one tenant user, what it keeps depends on the order
-    # of their writes: such users are left out of the kinds that depend on it.
-    sharing = Counter(v["tenant_id"] for v in views if v["kind"] == "user")
+    # Where two IdPs write one tenant user and disagree, what it keeps depends
+    # on the order of their writes: left out ("unsure") of the kinds concerned.
     blank: dict[str, set[tuple[str, bool]]] = defaultdict(set)
 
     for view, prediction in zip(user_views, predicted, strict=True):
@@ -505,13 +525,10 @@ def _truth(demo: dict[str, Any]) -> dict[str, set[tuple[Any, ...]]]:
             planted["email_without_primary"].add((idp, key))
         tenant_id = built[(idp, key)].get("tenant_id")
         if len(primaries) == 2:
+            # The last primary is kept, relabelled "work" (home -> work).
             planted["dropped_by_lambda"].add((idp, key, "emails.value"))
+            planted["dropped_by_lambda"].add((idp, key, "emails.type"))
             planted["two_primary_emails"].add((idp, key))
-            # The last primary is kept, typed "work" (home -> work).
-            if sharing[tenant_id] == 1:
-                planted["changed_in_form"].add((idp, key, "emails.type"))
-            else:
-                planted["unsure"].add((idp, key, "emails.type"))
         if built[(idp, key)].get("tenant_id") is None:
             planted["missing_on_tenant"].add((idp, key, "id"))
         name = profile.get("name") or {}
@@ -535,11 +552,11 @@ def _truth(demo: dict[str, Any]) -> dict[str, set[tuple[Any, ...]]]:
         elif states == {True, False}:
             planted["unsure"].add(("User", tenant_id))
 
-    # Entra's manager PATCH goes to the bare path "manager", which FusionAuth
-    # drops, although the IdP believes it set the extension's manager; its
-    # other shape (a bare string on the URN path) is kept. An Entra account the
-    # tenant never created, or whose manager it never created, sends no manager
-    # PATCH at all (the replay skips it).
+    # Entra's manager PATCH goes to the bare path "manager", which the lambdas
+    # drop, although the IdP believes it set the extension's manager; its other
+    # shape (a bare string on the URN path) is kept. An Entra account the tenant
+    # never created, or whose manager it never created, sends no manager PATCH
+    # at all (the replay skips it).
     strings = set(generated.planted["manager_as_string"])
     for record in demo["streams"]:
         if (
@@ -547,8 +564,8 @@ def _truth(demo: dict[str, Any]) -> dict[str, set[tuple[Any, ...]]]:
             and (record.get("result") or {}).get("status") == 200
             and ("entra", record["key"]) not in strings
         ):
-            planted["lost_although_mapped"].add(
-                (record["person"], f"{ENTERPRISE}:manager.value")
+            planted["dropped_by_lambda"].add(
+                ("entra", record["key"], f"{ENTERPRISE}:manager.value")
             )
     # A person both IdPs provision: where their mapped values disagree, the
     # tenant can keep only one; where only one sends a value, the other IdP
@@ -606,6 +623,8 @@ def _truth(demo: dict[str, Any]) -> dict[str, set[tuple[Any, ...]]]:
             paths = {generic_path(op.get("path") or "") for op in body["Operations"]}
             entra_writes[record["person"]].append((record["seq"], paths))
     for index, attribute in planted["entra_only"]:
+        if attribute == f"{ENTERPRISE}:manager.value":
+            continue  # dropped on its bare path (above)
         writes = [
             seq
             for seq, paths in entra_writes[index]

@@ -54,7 +54,7 @@ def test_two_primary_emails_keep_the_last_one_as_work(model: LambdaModel) -> Non
     ]
     assert statuses(sent, stored) == {
         'emails[type eq "home"].primary': "kept",
-        'emails[type eq "home"].type': "changed_form",
+        'emails[type eq "home"].type': "changed",
         'emails[type eq "home"].value': "kept",
         'emails[type eq "work"].value': "missing",
         "userName": "kept",
@@ -122,6 +122,32 @@ def test_a_manager_as_a_bare_string_is_the_same_manager_in_another_form() -> Non
     kept = {ENTERPRISE: {"manager": {"value": "m-7"}}}
 
     assert statuses(sent, kept) == {f"{ENTERPRISE}:manager.value": "changed_form"}
+
+
+def test_composed_and_decomposed_accents_are_one_value_in_two_forms() -> None:
+    composed, decomposed = "Jos\u00e9", "Jose\u0301"
+
+    assert statuses(
+        {"name": {"givenName": composed}}, {"name": {"givenName": decomposed}}
+    ) == {"name.givenName": "changed_form"}
+
+
+def test_a_phone_that_lost_its_extension_changed() -> None:
+    sent = {"phoneNumbers": [{"value": "+1 201-555-0123 ext. 45", "type": "work"}]}
+    kept = {"phoneNumbers": [{"value": "(201) 555-0123", "type": "work"}]}
+    same = {"phoneNumbers": [{"value": "tel:+1-201-555-0123;ext=45", "type": "work"}]}
+
+    assert statuses(sent, kept)['phoneNumbers[type eq "work"].value'] == "changed"
+    assert statuses(sent, same)['phoneNumbers[type eq "work"].value'] == (
+        "changed_form"
+    )
+
+
+def test_a_home_email_kept_as_work_is_relabelled_not_reformatted() -> None:
+    sent = {"emails": [{"value": "a@example.net", "type": "home"}]}
+    kept = {"emails": [{"value": "a@example.net", "type": "work"}]}
+
+    assert statuses(sent, kept)['emails[type eq "home"].type'] == "changed"
 
 
 def test_user_names_that_differ_in_case_are_equal_in_form() -> None:
