@@ -505,6 +505,7 @@ def _mapping_findings(
             total = survival[name]
             for column, number in counts.items():
                 total[column] += number
+    _name_holders(rows, user_views, tenant)
     rows.extend(_unclaimed_users(tenant, matched))
     rows.extend(_group_mapping(views, groups))
     table = pd.DataFrame(
@@ -876,18 +877,108 @@ def _unclaimed_users(
     ]
 
 
+def _refused(view: Mapping[str, Any]) -> bool:
+    """Tell whether the client's create of this view answered 409."""
+    error = view.get("error")
+    status = view.get("status")
+    return status == 409 or (isinstance(error, Mapping) and error.get("status") == 409)
+
+
+def _fold(value: Any) -> str | None:
+    return value.casefold() if isinstance(value, str) and value else None
+
+
+def _holders(tenant: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+    """Tenant user ids by userName and email, compared without case."""
+    holders: dict[str, str] = {}
+    for user_id, user in sorted(tenant.items()):
+        values = [user.get("userName")]
+        values += [e.get("value") for e in _items(user, "emails")]
+        for value in values:
+            folded = _fold(value)
+            if folded is not None:
+                holders.setdefault(folded, user_id)
+    return holders
+
+
+def _sent_addresses(profile: Mapping[str, Any]) -> list[str]:
+    values = [profile.get("userName")]
+    values += [e.get("value") for e in _items(profile, "emails")]
+    return [f for f in (_fold(v) for v in values) if f is not None]
+
+
+def _name_holders(
+    rows: list[dict[str, Any]],
+    user_views: Sequence[Mapping[str, Any]],
+    tenant: Mapping[str, Mapping[str, Any]],
+) -> None:
+    """Say which tenant user took the userName or email of a refused create."""
+    missing = [
+        r for r in rows if r["kind"] == "missing_on_tenant" and r["attribute"] == "id"
+    ]
+    if not missing:
+        return
+    holders = _holders(tenant)
+    by_key = {(v.get("idp"), v.get("key")): v for v in user_views}
+    for row in missing:
+        view = by_key.get((row["client"], row["client_key"]))
+        if view is None:
+            continue
+        found = [holders[a] for a in _sent_addresses(view["profile"]) if a in holders]
+        if not found:
+            continue
+        holder = tenant[found[0]]
+        row["expected"] = found[0]
+        row["fix_value"] = None
+        row["explanation"] = (
+            f"{row['client']} provisioned {row['sent']!r}, but the tenant has no"
+            " user of its own for it" + _error_note(view) + ": user"
+            f" {holder.get('userName')!r} ({found[0]}) already holds that userName"
+            " or email. Link the client's account to that user (notebook 03,"
+            " create_conflict) rather than create it again, or merge the accounts"
+            " if they are two people's."
+        )
+
+
 def _group_mapping(
     views: Sequence[Mapping[str, Any]], groups: Iterable[Mapping[str, Any]]
 ) -> list[dict[str, Any]]:
     groups = {g["id"]: g for g in groups if g.get("id")}
     if not groups:
         return []
+    names: dict[str, str] = {}
+    for group_id, group in sorted(groups.items()):
+        folded = _fold(group.get("displayName"))
+        if folded is not None:
+            names.setdefault(folded, group_id)
     rows = []
     for view in views:
         if view.get("kind") != "group":
             continue
         tenant_id = view.get("tenant_id")
         if tenant_id in groups:
+            continue
+        holder = names.get(_fold(view.get("displayName")) or "")
+        if holder is not None:
+            rows.append(
+                _finding(
+                    "missing_on_tenant",
+                    resource_type="Group",
+                    resource_id=tenant_id,
+                    client=view.get("idp"),
+                    client_key=view.get("key"),
+                    attribute="id",
+                    severity="high",
+                    sent=view.get("displayName"),
+                    expected=holder,
+                    fix="data",
+                    explanation=f"{view.get('idp')} pushes group"
+                    f" {view.get('displayName')!r} but has no group of its own on"
+                    " the tenant" + _error_note(view) + f": group {holder} holds"
+                    " that name (another client created it). Link the client's"
+                    " group to it, or rename one of them.",
+                )
+            )
             continue
         rows.append(
             _finding(
@@ -1343,6 +1434,7 @@ def _sent_members(
         (v.get("idp"), v.get("key")): tenant_id
         for v, tenant_id in zip(user_views, matched, strict=True)
     }
+    by_key = {(v.get("idp"), v.get("key")): v for v in user_views}
     rows = []
     for view in pushed:
         client, name = view.get("idp"), view.get("displayName")
@@ -1355,6 +1447,7 @@ def _sent_members(
             if tenant_of.get((client, member)) is not None:
                 continue
             known = (client, member) in tenant_of
+            refused = known and _refused(by_key[(client, member)])
             row = _finding(
                 "member_not_found",
                 resource_type="Group",
@@ -1368,7 +1461,11 @@ def _sent_members(
                 explanation=f"{client} counts its account {member} as a member"
                 f" of {name!r}, but the tenant has no user for it"
                 + (
-                    " (it was never created there), so the membership is"
+                    " (its create was refused with 409: another user holds its"
+                    " userName or email), so the membership is missing; link the"
+                    " account to that user, then push the group again."
+                    if refused
+                    else " (it was never created there), so the membership is"
                     " missing; create the user, then push the group again."
                     if known
                     else " (it is not among the client's users either);"

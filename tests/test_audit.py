@@ -154,8 +154,11 @@ def test_a_member_a_client_pushes_without_a_tenant_user_is_not_found() -> None:
     views = [
         _view("m-1", "ada", "u1"),
         _view("m-2", "bob", None),
+        _view("m-3", "cy", None) | {"status": 409},
         {"kind": "group", "idp": "entra", "key": "G", "tenant_id": "g1"}
         | {"displayName": "Staff", "members": ["m-1", {"value": "m-2"}, "m-9", [1]]},
+        {"kind": "group", "idp": "entra", "key": "J", "tenant_id": "g1"}
+        | {"displayName": "Staff", "members": ["m-3"]},
         {"kind": "group", "idp": "entra", "key": "H", "tenant_id": None}
         | {"displayName": "Gone", "members": ["m-2"]},
     ]
@@ -165,13 +168,15 @@ def test_a_member_a_client_pushes_without_a_tenant_user_is_not_found() -> None:
 
     assert sorted((r["resource_id"], r["client"], r["sent"]) for r in rows) == [
         ("g1", "entra", "m-2"),
+        ("g1", "entra", "m-3"),
         ("g1", "entra", "m-9"),
     ]
     by_member = {r["sent"]: r["explanation"] for r in rows}
     assert "never created" in by_member["m-2"]
+    assert "refused with 409" in by_member["m-3"]
     assert "not among the client's users" in by_member["m-9"]
     # The members are the client's keys: no plan row may remove them from g1.
-    assert [r["fix_path"] for r in rows] == [None, None]
+    assert [r["fix_path"] for r in rows] == [None, None, None]
 
 
 def test_only_name_formatted_and_an_empty_family_name_are_blank_parts() -> None:
@@ -265,6 +270,30 @@ def test_a_manager_entra_sent_on_the_bare_path_is_dropped_by_the_lambda() -> Non
 
     assert audit_with(patch) == [["dropped_by_lambda", "lambda"]]
     assert audit_with(other) == [["lost_although_mapped", "data"]]
+
+
+def test_a_create_refused_with_409_names_the_user_and_group_that_hold_it() -> None:
+    users = [{"id": "u1", "userName": "ada@example.com", "name": NAME}]
+    users[0]["emails"] = EMAIL
+    groups = [{"id": "g1", "displayName": "Sales", "members": [{"value": "u1"}]}]
+    error = {"action": "user.create", "status": 409}
+    views = [
+        _view("e-1", "Ada@Example.com", None) | {"status": 409, "error": error},
+        {"kind": "group", "idp": "entra", "key": "G", "tenant_id": None}
+        | {"displayName": "SALES", "members": ["e-1"]},
+    ]
+
+    rows = audit_tenant(users, groups, views=views).findings
+    missing = rows[rows["kind"] == "missing_on_tenant"].set_index("resource_type")
+
+    assert missing.loc["User", "expected"] == "u1"
+    assert "'ada@example.com' (u1) already holds" in missing.loc["User", "explanation"]
+    assert "Link the client's account" in missing.loc["User", "explanation"]
+    assert missing.loc["Group", "expected"] == "g1"
+    assert "group g1 holds that name" in missing.loc["Group", "explanation"]
+    assert fixes(rows[rows["kind"] == "missing_on_tenant"]) == [
+        f | {"value": None} for f in fixes(rows[rows["kind"] == "missing_on_tenant"])
+    ]
 
 
 def test_groups_inactive_members_unknown_members_empty_and_large() -> None:
