@@ -187,11 +187,21 @@ class Audit:
         table["share_lost"] = ((table["dropped"] + table["lost"]) / sent).round(3)
         return table
 
-    def to_csv(self, path: str | Path) -> Path:
-        """Write the findings to a CSV file (UTF-8, header, no index)."""
+    def to_csv(self, path: str | Path, *, spreadsheet_safe: bool = True) -> Path:
+        """Write the findings to a CSV file (UTF-8, header, no index).
+
+        Values come from the IdPs and the tenant: a cell that starts with
+        ``=``, ``+``, ``-``, ``@``, a tab or a carriage return would run as a
+        formula when a spreadsheet opens the file, so by default such a cell
+        gets a leading ``'`` (OWASP's advice on CSV injection). Pass
+        ``spreadsheet_safe=False`` for the values exactly as they are.
+        """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.findings.to_csv(path, index=False)
+        findings = self.findings
+        if spreadsheet_safe:
+            findings = findings.apply(_defuse_column)
+        findings.to_csv(path, index=False)
         return path
 
     def to_html(
@@ -1603,8 +1613,24 @@ td.num { text-align: right; }
 """
 
 
+def _defuse_column(column: pd.Series) -> pd.Series:
+    text = column.astype("object")
+    risky = text.map(lambda v: isinstance(v, str) and v[:1] in _FORMULA_STARTS)
+    return column.where(~risky, "'" + text.where(risky, ""))
+
+
+_FORMULA_STARTS = frozenset("=+-@\t\r")
+_CELL_LIMIT = 500
+
+
 def _cell(value: Any) -> str:
-    return "" if value is None else html.escape(str(value))
+    if value is None:
+        return ""
+    text = str(value)
+    if len(text) > _CELL_LIMIT:
+        # One huge value would swell the page; the CSV has it whole.
+        text = f"{text[:_CELL_LIMIT]}… ({len(text):,} characters; see the CSV)"
+    return html.escape(text)
 
 
 def _render_html(audit: Audit, title: str, max_rows: int) -> str:

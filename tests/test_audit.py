@@ -363,6 +363,32 @@ def test_the_csv_and_the_html_report_hold_every_finding(tmp_path: Path) -> None:
     assert "<script" not in page and "http" not in page.split("<body>")[1]
 
 
+def test_the_csv_defuses_formulas_and_the_html_shortens_huge_values(
+    tmp_path: Path,
+) -> None:
+    formula = '=HYPERLINK("http://evil.example","x")'
+    phone = [{"value": formula, "type": "work"}]
+    users = [
+        {"id": "u1", "userName": "a", "name": NAME, "emails": EMAIL},
+        {"id": "u2", "userName": "x" * 5_000, "name": NAME, "phoneNumbers": phone},
+    ]
+    audit = audit_tenant(users)
+
+    safe = pd.read_csv(audit.to_csv(tmp_path / "safe.csv"), dtype=str)
+    raw = pd.read_csv(
+        audit.to_csv(tmp_path / "raw.csv", spreadsheet_safe=False), dtype=str
+    )
+    page = audit.to_html(tmp_path / "report.html").read_text(encoding="utf-8")
+
+    assert len(safe) == len(raw) == len(audit.findings)
+    cells = safe.fillna("").to_numpy().ravel().tolist()
+    assert not [c for c in cells if c[:1] in ("=", "+", "-", "@")]
+    assert "'" + formula in cells
+    assert formula in raw.fillna("").to_numpy().ravel().tolist()
+    assert "x" * 5_000 not in page and "characters; see the CSV" in page
+    assert len(page) < 20_000
+
+
 def test_load_idp_views_names_the_folder_when_empty(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=str(tmp_path)):
         load_idp_views(tmp_path)
