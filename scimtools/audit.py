@@ -592,16 +592,44 @@ def _predicted_chunks(
     tenant: Mapping[str, Mapping[str, Any]],
 ) -> Iterator[_Chunk]:
     """Yield chunks of views with what `_compare_views` needs, predicted here."""
+    # The runner lives with the sandbox (imported there only when used).
+    from scimtools.sandbox.lambdas import LambdaError
+
     for start in range(0, len(user_views), _CHUNK):
         views = list(user_views[start : start + _CHUNK])
         profiles = [v["profile"] for v in views]
         # Canonical keys of what was sent, computed once for the lambdas and
         # both comparisons.
         sent_canonical = [_canonical_keys(p) for p in profiles]
-        predicted = model._predict(profiles, sent_canonical)
+        try:
+            predicted = model._predict(profiles, sent_canonical)
+        except LambdaError as exc:
+            raise _name_failing_view(model, views, sent_canonical, exc) from exc
         ids = list(matched[start : start + _CHUNK])
         stored = [tenant.get(i) if i else None for i in ids]
         yield views, sent_canonical, predicted, ids, stored
+
+
+def _name_failing_view(
+    model: LambdaModel,
+    views: Sequence[Mapping[str, Any]],
+    sent_canonical: Sequence[dict[str, Any]],
+    error: Exception,
+) -> Exception:
+    """Find the view whose payload the lambdas fail on (one at a time)."""
+    from scimtools.sandbox.lambdas import LambdaError
+
+    for view, sent in zip(views, sent_canonical, strict=True):
+        try:
+            model._predict([view["profile"]], [sent])
+        except LambdaError as exc:
+            return LambdaError(
+                exc.slot,
+                f"the lambdas fail on the profile of IdP view idp"
+                f" {view.get('idp')!r}, key {view.get('key')!r}: {exc}; correct that"
+                " record (or the lambda) and audit again",
+            )
+    return error
 
 
 _Part = tuple[list[dict[str, Any]], dict[tuple[str, str], dict[str, int]]]
@@ -1539,6 +1567,7 @@ def audit_tenant(
     users = list(users)  # type: ignore[arg-type]
     groups = list(groups)
     views = list(views)
+    _check_inputs(users, groups, views)
     rows: list[dict[str, Any]] = []
     survival = pd.DataFrame(
         columns=["client", "attribute", "sent", "kept", "changed_in_form"]
@@ -1562,6 +1591,76 @@ def audit_tenant(
     else:
         rows += quality()
     return Audit(findings=_frame(rows), survival=survival)
+
+
+def _check_inputs(
+    users: Sequence[Any], groups: Sequence[Any], views: Sequence[Any]
+) -> None:
+    """Refuse what the audit would otherwise skip or mix up, naming it.
+
+    Raises
+    ------
+    scimtools.errors.InputError
+        A resource or view that is not an object, a tenant resource without an
+        id or with another's, a user view without a profile object, or two
+        views of one client with the same key.
+    """
+    from scimtools.errors import InputError
+
+    for label, items in (("tenant user", users), ("tenant group", groups)):
+        seen: set[Any] = set()
+        for index, item in enumerate(items):
+            if not isinstance(item, Mapping):
+                raise InputError(
+                    f"{label} #{index} is {type(item).__name__}, not a SCIM resource"
+                    " object; pass the resources as dicts (export_resources(...)"
+                    ".resources)"
+                )
+            if item.get("id") in (None, ""):
+                raise InputError(
+                    f"{label} #{index} ({_brief(item)}) has no id; audit the"
+                    " resources as the server returns them"
+                )
+            if item["id"] in seen:
+                raise InputError(
+                    f"{label} id {item['id']!r} occurs twice (#{index}); remove the"
+                    " duplicate from the export"
+                )
+            seen.add(item["id"])
+    keys: set[tuple[Any, Any]] = set()
+    for index, view in enumerate(views):
+        if not isinstance(view, Mapping):
+            raise InputError(
+                f"IdP view #{index} is {type(view).__name__}, not an object; see"
+                " load_idp_views for the format"
+            )
+        kind = view.get("kind", "user")
+        where = f"IdP view #{index} (idp {view.get('idp')!r}, key {view.get('key')!r})"
+        if kind not in ("user", "group"):
+            raise InputError(
+                f"{where} has kind {kind!r}: use 'user' or 'group' (lower case)"
+            )
+        if kind == "user" and not isinstance(view.get("profile"), Mapping):
+            raise InputError(
+                f"{where} has no profile object (got"
+                f" {type(view.get('profile')).__name__}); a user view needs the SCIM"
+                " user the client sent as 'profile'"
+            )
+        key = (kind, view.get("idp"), view.get("key"))
+        if view.get("key") is None:
+            raise InputError(
+                f"{where} has no key: give the client's id of the resource"
+            )
+        if key in keys:
+            raise InputError(
+                f"{where} repeats the key of an earlier view of that client; keep one"
+            )
+        keys.add(key)
+
+
+def _brief(item: Mapping[str, Any]) -> str:
+    name = item.get("userName") or item.get("displayName")
+    return f"userName {name!r}" if name is not None else "no userName"
 
 
 def fixes(findings: pd.DataFrame) -> list[dict[str, Any]]:

@@ -389,6 +389,47 @@ def test_the_csv_defuses_formulas_and_the_html_shortens_huge_values(
     assert len(page) < 20_000
 
 
+@pytest.mark.parametrize(
+    ("users", "views", "message"),
+    [
+        ([None], [], "tenant user #0 is NoneType"),
+        ([{"userName": "a"}], [], "tenant user #0 .userName 'a'. has no id"),
+        ([{"id": "u1"}, {"id": "u1"}], [], "tenant user id 'u1' occurs twice"),
+        ([], [None], "IdP view #0 is NoneType"),
+        ([], [{"idp": "okta", "key": "k", "profile": "{}"}], "has no profile object"),
+        ([], [{"idp": "okta", "key": "k", "profile": None}], "has no profile object"),
+        ([], [{"kind": "User", "key": "k", "profile": {}}], "has kind 'User'"),
+        ([], [{"idp": "okta", "profile": {}}], "has no key"),
+        (
+            [],
+            [{"idp": "okta", "key": "k", "profile": {}}] * 2,
+            "repeats the key",
+        ),
+    ],
+)
+def test_inputs_the_audit_would_skip_or_mix_up_are_refused_by_name(
+    users: list, views: list, message: str
+) -> None:
+    from scimtools.errors import InputError
+
+    with pytest.raises(InputError, match=message):
+        audit_tenant(users, views=views)
+
+
+def test_a_profile_the_lambdas_fail_on_is_named_by_client_and_key() -> None:
+    from scimtools.sandbox.lambdas import LambdaError
+
+    good = {"schemas": [USER], "userName": "a", "emails": EMAIL}
+    bad = {"schemas": [USER], "userName": "b", "emails": {"value": "b@x.com"}}
+    views = [
+        {"idp": "okta", "key": f"k{i}", "profile": good if i != 7 else bad}
+        for i in range(12)
+    ]
+
+    with pytest.raises(LambdaError, match="idp 'okta', key 'k7'.*forEach"):
+        audit_tenant([], views=views)
+
+
 def test_load_idp_views_names_the_folder_when_empty(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=str(tmp_path)):
         load_idp_views(tmp_path)
