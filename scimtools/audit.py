@@ -518,6 +518,7 @@ def _mapping_findings(
     _name_holders(rows, user_views, tenant)
     rows.extend(_unclaimed_users(tenant, matched))
     rows.extend(_group_mapping(views, groups))
+    rows.extend(_lost_memberships(views, groups, user_views, matched))
     table = pd.DataFrame(
         [{"client": c, "attribute": a, **n} for (c, a), n in survival.items()],
         columns=["client", "attribute", "sent", "kept", "changed_in_form", "dropped"]
@@ -976,6 +977,56 @@ def _name_holders(
             " create_conflict) rather than create it again, or merge the accounts"
             " if they are two people's."
         )
+
+
+def _lost_memberships(
+    views: Sequence[Mapping[str, Any]],
+    groups: Iterable[Mapping[str, Any]],
+    user_views: Sequence[Mapping[str, Any]],
+    matched: Sequence[str | None],
+) -> list[dict[str, Any]]:
+    """Members a client pushed to a tenant group that the group does not list."""
+    members = {
+        g["id"]: {m.get("value") for m in _items(g, "members")}
+        for g in groups
+        if g.get("id")
+    }
+    tenant_of = {
+        (v.get("idp"), v.get("key")): tenant_id
+        for v, tenant_id in zip(user_views, matched, strict=True)
+    }
+    rows = []
+    for view in views:
+        group_id = view.get("tenant_id")
+        if view.get("kind") != "group" or group_id not in members:
+            continue
+        client, name = view.get("idp"), view.get("displayName")
+        for item in view.get("members") or []:
+            member = item.get("value") if isinstance(item, Mapping) else item
+            user_id = tenant_of.get((client, str(member)))
+            if user_id is None or user_id in members[group_id]:
+                continue
+            rows.append(
+                _finding(
+                    "lost_although_mapped",
+                    resource_type="Group",
+                    resource_id=group_id,
+                    client=client,
+                    client_key=view.get("key"),
+                    attribute=f'members[value eq "{user_id}"]',
+                    sent=str(member),
+                    expected=user_id,
+                    severity="medium",
+                    fix="data",
+                    fix_value=user_id,
+                    explanation=f"{client} pushed its account {member} (tenant user"
+                    f" {user_id}) to group {name!r}, but the tenant's group does not"
+                    " list it: a later write, another client replacing the members,"
+                    " or FusionAuth truncating a group above 100 members before"
+                    " 1.51.1 (#2784); add the member again.",
+                )
+            )
+    return rows
 
 
 def _group_mapping(

@@ -757,6 +757,8 @@ def _finding_rows(finding: Mapping[str, Any]) -> list[dict[str, Any]]:
     member = _MEMBER_PATH.match(str(path))
     if rtype == "Group" and member and value is None:
         return [{**base, "op": "remove_member", "value": member.group(1)}]
+    if rtype == "Group" and member and value == member.group(1):
+        return [{**base, "op": "add_member", "value": value}]  # a lost membership
     if value is None:
         return []  # a person must decide the value
     kept = finding.get("kept")
@@ -788,7 +790,8 @@ def plan_from_findings(findings: pd.DataFrame) -> pd.DataFrame:
     """Build an unapproved plan from the data fixes of `scimtools.audit` findings.
 
     Declared rules, one finding at a time: a member to drop from a group
-    (``members[value eq "<id>"]`` without a value) becomes ``remove_member``;
+    (``members[value eq "<id>"]`` without a value) becomes ``remove_member``,
+    one to add again (the same path with the id as the value) ``add_member``;
     ``active`` set to false becomes ``deactivate``; a manager given as a bare
     string becomes a patch of ``manager.value``; any other fix with a value on a
     path of `allowed_paths` becomes a ``patch`` whose ``expected`` is the value

@@ -240,6 +240,32 @@ def test_remove_by_value_with_value_key_first_removes_the_member(
     assert "members" not in response.json()
 
 
+def test_several_filtered_removals_remove_exactly_their_members(
+    client: httpx.Client,
+) -> None:
+    # Okta removes members one filtered path each, then adds; before 1.52.1
+    # FusionAuth removed by index in order and took the wrong members (#2834).
+    ids = [client.post("/Users", json=new_user()).json()["id"] for _ in "abcde"]
+    group = {
+        "schemas": [GROUP],
+        "displayName": "g-several",
+        "members": [{"value": i} for i in ids[:4]],
+    }
+    group_id = client.post("/Groups", json=group).json()["id"]
+    ops = [
+        {"op": "remove", "path": f'members[value eq "{ids[0]}"]'},
+        {"op": "remove", "path": f'members[value eq "{ids[1]}"]'},
+        {"op": "add", "path": "members", "value": [{"value": ids[4]}]},
+    ]
+
+    response = client.patch(
+        f"/Groups/{group_id}", json={"schemas": [PATCH], "Operations": ops}
+    )
+
+    assert response.status_code == 200
+    assert [m["value"] for m in response.json()["members"]] == ids[2:]
+
+
 def test_filtered_path_that_matches_nothing_changes_nothing(
     client: httpx.Client,
 ) -> None:

@@ -343,6 +343,9 @@ def to_json_patch(
     return _expand_valued_removes(current, converted)
 
 
+_ELEMENT = re.compile(r"^(/.+)/(\d+)$")
+
+
 def _expand_valued_removes(
     current: dict[str, Any], converted: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
@@ -350,10 +353,18 @@ def _expand_valued_removes(
 
     The value's first key names the compared attribute, so Entra's
     ``{"$ref": null, "value": "<id>"}`` compares ``$ref`` with the text "null".
-    Removals go last, sorted by path and then highest index first.
+    Removals of elements (these and those of value-filter paths) go last,
+    sorted by path and then highest index first.
     """
     kept, removals = [], []
     for entry in converted:
+        element = _ELEMENT.match(entry["path"]) if entry["op"] == "remove" else None
+        if element is not None and "value" not in entry:
+            # A value-filter path resolved to an element: removed with the others,
+            # highest index first, so that no removal shifts another's element
+            # (before 1.52.1 the wrong members went, #2834).
+            removals.append((element.group(1), int(element.group(2))))
+            continue
         if entry["op"] != "remove" or "value" not in entry:
             kept.append(entry)
             continue
