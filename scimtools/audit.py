@@ -806,6 +806,23 @@ def _compare_view(
         if actual is None or actual[1] in ("missing", "changed"):
             counter["lost"] += 1
             kept = None if actual is None else actual[3]
+            if (
+                kept is None
+                and path.startswith(ENTERPRISE)
+                and _lacks_extension(stored)
+            ):
+                why = (
+                    " the user's schemas do not list the enterprise extension"
+                    " (another client created it), and the default lambdas keep"
+                    " the extension only when they do; write it again through"
+                    " /EnterpriseUsers (correction plans do), or keep the"
+                    " extension in the request lambda whatever schemas say."
+                )
+            else:
+                why = (
+                    " a later write, another SCIM client or a manual edit; write"
+                    " the value again."
+                )
             rows.append(
                 _finding(
                     "lost_although_mapped",
@@ -816,9 +833,7 @@ def _compare_view(
                     fix="data",
                     fix_value=other,
                     explanation=f"The lambdas keep {path}, but the tenant holds"
-                    f" {_quote(kept)} where {client} sent {_quote(value)}:"
-                    " a later write, another SCIM client or a manual edit;"
-                    " write the value again.",
+                    f" {_quote(kept)} where {client} sent {_quote(value)}:" + why,
                     **common,
                 )
             )
@@ -861,6 +876,11 @@ def _compare_view(
 
 
 _MANAGER = f"{ENTERPRISE}:manager"
+
+
+def _lacks_extension(stored: Mapping[str, Any] | None) -> bool:
+    schemas = stored.get("schemas") if stored else None
+    return isinstance(schemas, list) and ENTERPRISE not in schemas
 
 
 def _bare_manager(view: Mapping[str, Any]) -> bool:

@@ -323,6 +323,22 @@ def test_a_create_refused_with_409_names_the_user_and_group_that_hold_it() -> No
     ]
 
 
+def test_an_extension_lost_on_a_user_without_its_schema_says_why() -> None:
+    sent = {"schemas": [USER, ENTERPRISE], "userName": "a"}
+    sent[ENTERPRISE] = {"department": "R&D"}
+    view = {"idp": "entra", "key": "k", "tenant_id": "u1", "profile": sent}
+
+    def why(schemas: list[str]) -> str:
+        users = [{"id": "u1", "userName": "a", "schemas": schemas}]
+        found = audit_tenant(users, views=[view]).findings
+        [row] = found[found["attribute"].str.endswith("department")].to_dict("records")
+        assert (row["kind"], row["fix"]) == ("lost_although_mapped", "data")
+        return row["explanation"]
+
+    assert "schemas do not list the enterprise extension" in why([USER])
+    assert "a later write" in why([USER, ENTERPRISE])
+
+
 def test_groups_inactive_members_unknown_members_empty_and_large() -> None:
     users = [
         {"id": f"u{i}", "userName": f"u{i}", "name": NAME, "emails": EMAIL}
