@@ -226,7 +226,7 @@ class Audit:
 
 
 def load_idp_views(directory: str | Path | None = None) -> list[dict[str, Any]]:
-    """Read the IdP views (``*.jsonl``) kept beside the demo tenant.
+    """Read the IdP views (``*.jsonl`` in a folder, or one such file).
 
     Each record says what one SCIM client believes it provisioned (see
     `scimtools.demo.generate`); an IdP export can be given in the same shape:
@@ -245,7 +245,8 @@ def load_idp_views(directory: str | Path | None = None) -> list[dict[str, Any]]:
         from scimtools.config import demo_db_path
 
         directory = demo_db_path().parent / "idp-views"
-    files = sorted(Path(directory).glob("*.jsonl"))
+    folder = Path(directory)
+    files = [folder] if folder.is_file() else sorted(folder.glob("*.jsonl"))
     if not files:
         from scimtools.errors import InputFileNotFoundError
 

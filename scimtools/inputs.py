@@ -92,9 +92,15 @@ def read_jsonl(path: str | Path, what: str) -> list[dict[str, Any]]:
         try:
             record = json.loads(line)
         except ValueError as exc:
+            hint = (
+                "; the file looks like one JSON array: write one object per line"
+                " (JSON Lines)"
+                if number == 1 and line.lstrip().startswith("[")
+                else ""
+            )
             raise InputError(
                 f"line {number} of {what} {path} is not JSON ({exc.args[0]}); each"
-                " line must hold one JSON object: fix or remove that line"
+                " line must hold one JSON object: fix or remove that line" + hint
             ) from None
         if not isinstance(record, dict):
             raise InputError(

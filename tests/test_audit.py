@@ -473,6 +473,19 @@ def test_a_profile_the_lambdas_fail_on_is_named_by_client_and_key() -> None:
         audit_tenant([], views=views)
 
 
+def test_load_idp_views_reads_one_file_and_names_a_json_array(tmp_path: Path) -> None:
+    from scimtools.errors import InputError
+
+    one = tmp_path / "okta.jsonl"
+    one.write_text('{"kind": "user", "idp": "okta", "key": "k", "profile": {}}\n')
+    array = tmp_path / "array.jsonl"
+    array.write_text('[\n  {"kind": "user"}\n]\n')
+
+    assert [v["key"] for v in load_idp_views(one)] == ["k"]
+    with pytest.raises(InputError, match="one JSON array: write one object per"):
+        load_idp_views(array)
+
+
 def test_load_idp_views_names_the_folder_when_empty(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=str(tmp_path)):
         load_idp_views(tmp_path)
