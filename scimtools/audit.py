@@ -1486,8 +1486,24 @@ def _group_quality(
                     **common,
                 )
             )
-        for member in members:
+        for position, member in enumerate(members):
             user_id = member.get("value")
+            if not isinstance(user_id, str) or not user_id:
+                # No id to name it by: its position tells it from the others.
+                rows.append(
+                    _finding(
+                        "member_not_found",
+                        attribute=f"members[{position}]",
+                        kept=member,
+                        severity="medium",
+                        explanation=f"Group {name!r} lists a member without an id"
+                        f" (entry {position + 1}: {_show(dict(member))}); the server"
+                        " or the export sent it malformed, and no write can remove"
+                        " it by id.",
+                        **common,
+                    )
+                )
+                continue
             path = f'members[value eq "{user_id}"]'
             user = by_id.get(user_id)
             if user is None:

@@ -928,10 +928,24 @@ def bench_lambda(
     [['active', None, True, 'added'], ['title', 'Countess', None, 'missing'],
      ['userName', 'ada', 'ada', 'kept']]
     """
+    from scimtools.errors import InputError
+
+    payloads = list(payloads)
+    for index, payload in enumerate(payloads):
+        if not isinstance(payload, Mapping):
+            raise InputError(
+                f"payload #{index} is {type(payload).__name__}, not a SCIM user"
+                " object; pass dicts"
+            )
     payloads = [dict(p) for p in payloads]
     for payload in payloads:
         payload.setdefault("schemas", [USER_SCHEMA])
     labels = list(labels or [f"payload {i + 1}" for i in range(len(payloads))])
+    if len(labels) != len(payloads):
+        raise InputError(
+            f"{len(labels)} label(s) for {len(payloads)} payload(s): give one label"
+            " per payload, or none"
+        )
     users = model.to_fusionauth(payloads)
     prefill = [{"externalId": p.get("externalId")} for p in payloads]
     returned = model.to_scim(users, prefill=prefill)

@@ -367,6 +367,16 @@ def test_groups_inactive_members_unknown_members_empty_and_large() -> None:
     ]
 
 
+def test_members_without_an_id_are_told_apart_by_position() -> None:
+    groups = [{"id": "g1", "displayName": "G", "members": [{"value": None}, {}]}]
+
+    rows = [r for r in quality_findings([], groups) if r["kind"] == "member_not_found"]
+
+    assert [r["attribute"] for r in rows] == ["members[0]", "members[1]"]
+    assert len({r["finding_id"] for r in rows}) == 2
+    assert all(r["fix"] == "none" for r in rows)
+
+
 # -- the findings table ------------------------------------------------------------
 
 

@@ -245,3 +245,15 @@ def test_the_corrected_lambda_keeps_what_the_default_drops() -> None:
 
     assert bench.loc["displayName", "status"] == "kept"
     assert bench.loc['emails[type eq "work"].value', "status"] == "kept"
+
+
+def test_the_bench_names_payloads_that_are_not_objects_and_label_mismatches(
+    model: LambdaModel,
+) -> None:
+    from scimtools.errors import InputError
+    from scimtools.mapping import bench_lambda
+
+    with pytest.raises(InputError, match="payload #1 is NoneType"):
+        bench_lambda(model, [{"userName": "a"}, None])
+    with pytest.raises(InputError, match="1 label.s. for 2 payload.s."):
+        bench_lambda(model, [{"userName": "a"}, {"userName": "b"}], labels=["one"])
