@@ -757,19 +757,15 @@ def _compare_view(
         if status in ("missing", "changed"):
             counter["dropped"] += 1
             rows.append(
-                _finding(
-                    "dropped_by_lambda",
-                    attribute=path,
-                    sent=value,
-                    kept=other,
-                    expected=other,
-                    fix="lambda",
-                    fix_value=value,
-                    explanation=f"The lambdas do not keep {path} as {client}"
-                    f" sends it ({_quote(value)}"
+                _dropped(
+                    path,
+                    value,
+                    other,
+                    f"The lambdas do not keep {path} as {client} sends it"
+                    f" ({_quote(value)}"
                     + (")" if other is None else f" becomes {_quote(other)})")
                     + "; map it in the request and response lambdas.",
-                    **common,
+                    common,
                 )
             )
             continue
@@ -788,19 +784,17 @@ def _compare_view(
             # as a PATCH on the bare path "manager", which no lambda maps.
             counter["dropped"] += 1
             rows.append(
-                _finding(
-                    "dropped_by_lambda",
-                    attribute=path,
-                    sent=value,
+                _dropped(
+                    path,
+                    value,
+                    None,
+                    f"{client} sends the manager as a PATCH on the bare path"
+                    " 'manager' (not the enterprise extension's), which the lambdas"
+                    " do not map, so the tenant holds none; map scimUser.manager in"
+                    " the request lambda, or have the IdP write the enterprise"
+                    " manager.",
+                    common,
                     expected=other,
-                    fix="lambda",
-                    fix_value=value,
-                    explanation=f"{client} sends the manager as a PATCH on the bare"
-                    " path 'manager' (not the enterprise extension's), which the"
-                    " lambdas do not map, so the tenant holds none; map"
-                    " scimUser.manager in the request lambda, or have the IdP"
-                    " write the enterprise manager.",
-                    **common,
                 )
             )
             continue
@@ -877,6 +871,29 @@ def _compare_view(
 
 
 _MANAGER = f"{ENTERPRISE}:manager"
+
+
+def _dropped(
+    path: str,
+    value: Any,
+    kept: Any,
+    explanation: str,
+    common: Mapping[str, Any],
+    *,
+    expected: Any = None,
+) -> dict[str, Any]:
+    """A ``dropped_by_lambda`` finding: the lambda must keep ``value``."""
+    return _finding(
+        "dropped_by_lambda",
+        attribute=path,
+        sent=value,
+        kept=kept,
+        expected=kept if expected is None else expected,
+        fix="lambda",
+        fix_value=value,
+        explanation=explanation,
+        **common,
+    )
 
 
 def _lacks_extension(stored: Mapping[str, Any] | None) -> bool:
