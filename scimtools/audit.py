@@ -231,8 +231,10 @@ def load_idp_views(directory: str | Path | None = None) -> list[dict[str, Any]]:
     Each record says what one SCIM client believes it provisioned (see
     `scimtools.demo.generate`); an IdP export can be given in the same shape:
     ``kind`` (``user``/``group``), ``idp``, ``key``, ``profile`` (the SCIM
-    resource sent) and, if known, ``tenant_id``; groups carry ``displayName``
-    and ``members`` (the keys of their users).
+    resource sent) and, if known, ``tenant_id`` (a user view without one is
+    matched by externalId, then userName without case, unless an ``outcome``,
+    ``status`` or ``error`` says its create failed); groups carry
+    ``displayName`` and ``members`` (the keys of their users).
 
     Raises
     ------
@@ -406,26 +408,50 @@ def _user_views(views: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
 def _match_tenant(
     views: Sequence[Mapping[str, Any]], users: Mapping[str, Mapping[str, Any]]
 ) -> list[str | None]:
+    """The tenant id of each user view, None when the tenant has no such user.
+
+    A view's ``tenant_id`` decides; so does a null one beside an ``outcome``,
+    ``status`` or ``error`` (the client's create failed: it got no id).
+    Otherwise the view is matched by externalId, then by userName without case.
+    """
     by_external: dict[str, str] = {}
     by_name: dict[str, str] = {}
     for user_id, user in users.items():
-        if user.get("externalId"):
-            by_external.setdefault(str(user["externalId"]), user_id)
-        if isinstance(user.get("userName"), str):
-            by_name.setdefault(user["userName"].lower(), user_id)
+        external = _name_key(user.get("externalId"), fold=False)
+        if external is not None:
+            by_external.setdefault(external, user_id)
+        name = _name_key(user.get("userName"))
+        if name is not None:
+            by_name.setdefault(name, user_id)
 
     matched = []
     for view in views:
-        if "tenant_id" in view:
-            tenant_id = view.get("tenant_id")
+        tenant_id = view.get("tenant_id")
+        if tenant_id is not None or _got_no_id(view):
             matched.append(tenant_id if tenant_id in users else None)
             continue
         profile = view["profile"]
-        found = by_external.get(str(profile.get("externalId")))
-        if found is None and isinstance(profile.get("userName"), str):
-            found = by_name.get(profile["userName"].lower())
+        found = by_external.get(_name_key(profile.get("externalId"), fold=False) or "")
+        if found is None:
+            found = by_name.get(_name_key(profile.get("userName")) or "")
         matched.append(found)
     return matched
+
+
+def _got_no_id(view: Mapping[str, Any]) -> bool:
+    return "outcome" in view or any(
+        view.get(k) is not None for k in ("status", "error")
+    )
+
+
+def _name_key(value: Any, *, fold: bool = True) -> str | None:
+    """A userName or externalId as text (numbers too), or None when blank."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return None
+    text = str(value)
+    if not text:
+        return None
+    return text.casefold() if fold else text
 
 
 def mapping_findings(

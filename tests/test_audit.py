@@ -299,6 +299,28 @@ def test_a_membership_the_tenant_lost_is_found_and_planned_back() -> None:
     ]
 
 
+def test_a_view_without_a_tenant_id_is_matched_by_external_id_or_user_name() -> None:
+    users = [
+        {"id": "u1", "userName": "Ada@Example.com", "externalId": "x-1"},
+        {"id": "u2", "userName": "12345"},
+    ]
+    views = [
+        _view("k1", "someone-else", None, externalId="x-1"),
+        _view("k2", "ada@example.com", None),
+        {**_view("k3", 12345, None), "tenant_id": "gone"},
+        _view("k4", 12345, None),
+        _view("k5", "ada@example.com", None) | {"status": 409},
+    ]
+
+    assert audit_module._match_tenant(views, {u["id"]: u for u in users}) == [
+        "u1",
+        "u1",
+        None,
+        "u2",
+        None,
+    ]
+
+
 def test_a_create_refused_with_409_names_the_user_and_group_that_hold_it() -> None:
     users = [{"id": "u1", "userName": "ada@example.com", "name": NAME}]
     users[0]["emails"] = EMAIL
