@@ -77,20 +77,48 @@ def read_text(path: str | Path, what: str) -> str:
     return text.removeprefix("\ufeff")
 
 
+class _StrictJSONError(ValueError):
+    """A JSON text that parses but would lose or bend a value."""
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    record: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in record:
+            raise _StrictJSONError(
+                f"the key {key!r} appears twice in one object, so one of its values"
+                " would be lost; keep one"
+            )
+        record[key] = value
+    return record
+
+
+def _constant(name: str) -> Any:
+    raise _StrictJSONError(f"{name} is not a JSON value; write null or a number")
+
+
+def _loads(text: str) -> Any:
+    """`json.loads`, refusing repeated keys and NaN/Infinity instead of bending them."""
+    return json.loads(text, object_pairs_hook=_object, parse_constant=_constant)
+
+
 def read_jsonl(path: str | Path, what: str) -> list[dict[str, Any]]:
     """Return the JSON objects of a JSON-lines file, one per non-blank line.
 
     Raises
     ------
     InputError
-        A line is not JSON or not an object; the message names the line.
+        A line is not JSON or not an object, repeats a key within one object,
+        or holds NaN or Infinity; the message names the line.
     """
     records = []
     for number, line in enumerate(read_text(path, what).splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            record = _loads(line)
+        except _StrictJSONError as exc:
+            raise InputError(f"line {number} of {what} {path}: {exc}") from None
         except ValueError as exc:
             hint = (
                 "; the file looks like one JSON array: write one object per line"
@@ -117,13 +145,16 @@ def read_json(path: str | Path, what: str) -> Any:
     Raises
     ------
     InputError
-        The file is empty or not JSON; the message names the line.
+        The file is empty or not JSON, repeats a key within one object, or
+        holds NaN or Infinity.
     """
     text = read_text(path, what)
     if not text.strip():
         raise InputError(f"{what} {path} is empty; expected a JSON document")
     try:
-        return json.loads(text)
+        return _loads(text)
+    except _StrictJSONError as exc:
+        raise InputError(f"{what} {path}: {exc}") from None
     except ValueError as exc:
         raise InputError(
             f"{what} {path} is not JSON ({exc.args[0]}); fix the file or export"
