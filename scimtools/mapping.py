@@ -23,11 +23,14 @@ import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from scimtools.frames import ENTERPRISE, USER_SCHEMA
+
+if TYPE_CHECKING:
+    from scimtools.sandbox.lambdas import LambdaError
 
 __all__ = [
     "DEFAULT_LAMBDA_DIR",
@@ -917,7 +920,14 @@ def bench_lambda(
         One row per payload and SCIM path: ``payload``, ``path``, ``sent``,
         ``stored`` (the FusionAuth user field the path lands in, as
         ``field=value``), ``returned`` and ``status`` (sent against returned,
-        see `Difference`).
+        see `Difference`). A payload a lambda fails on gets one row with
+        ``status`` ``"error"`` and the lambda's message in ``returned``; the
+        other payloads are shown as usual.
+
+    Raises
+    ------
+    scimtools.sandbox.LambdaError
+        When the lambdas fail on every payload.
 
     Examples
     --------
@@ -929,6 +939,7 @@ def bench_lambda(
      ['userName', 'ada', 'ada', 'kept']]
     """
     from scimtools.errors import InputError
+    from scimtools.sandbox.lambdas import LambdaError
 
     payloads = list(payloads)
     for index, payload in enumerate(payloads):
@@ -946,14 +957,24 @@ def bench_lambda(
             f"{len(labels)} label(s) for {len(payloads)} payload(s): give one label"
             " per payload, or none"
         )
-    users = model.to_fusionauth(payloads)
-    prefill = [{"externalId": p.get("externalId")} for p in payloads]
-    returned = model.to_scim(users, prefill=prefill)
     rows = []
 
-    for label, payload, user, scim in zip(
-        labels, payloads, users, returned, strict=True
+    for label, payload, outcome in zip(
+        labels, payloads, _run_each(model, payloads), strict=True
     ):
+        if isinstance(outcome, LambdaError):
+            rows.append(
+                {
+                    "payload": label,
+                    "path": None,
+                    "sent": None,
+                    "stored": None,
+                    "returned": outcome.detail,
+                    "status": "error",
+                }
+            )
+            continue
+        user, scim = outcome
         stored = _flat_user(user)
         for diff in compare_resources(payload, scim):
             rows.append(
@@ -968,6 +989,37 @@ def bench_lambda(
             )
     columns = ["payload", "path", "sent", "stored", "returned", "status"]
     return pd.DataFrame(rows, columns=columns, dtype=object)
+
+
+def _run_each(
+    model: LambdaModel, payloads: list[dict[str, Any]]
+) -> list[tuple[dict, dict] | LambdaError]:
+    """Each payload's stored user and returned resource, or the lambda's error.
+
+    All payloads go through the lambdas together; when a lambda fails, each is
+    run alone so that one bad payload does not hide what the others show.
+    """
+    from scimtools.sandbox.lambdas import LambdaError
+
+    def run(part: list[dict[str, Any]]) -> list[tuple[dict, dict]]:
+        users = model.to_fusionauth(part)
+        prefill = [{"externalId": p.get("externalId")} for p in part]
+        return list(zip(users, model.to_scim(users, prefill=prefill), strict=True))
+
+    try:
+        return list(run(payloads))
+    except LambdaError:
+        if len(payloads) == 1:
+            raise
+    outcomes: list[tuple[dict, dict] | LambdaError] = []
+    for payload in payloads:
+        try:
+            outcomes.extend(run([payload]))
+        except LambdaError as error:
+            outcomes.append(error)
+    if all(isinstance(o, LambdaError) for o in outcomes):
+        raise next(o for o in outcomes if isinstance(o, LambdaError))
+    return outcomes
 
 
 def _flat_user(user: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -257,3 +257,42 @@ def test_the_bench_names_payloads_that_are_not_objects_and_label_mismatches(
         bench_lambda(model, [{"userName": "a"}, None])
     with pytest.raises(InputError, match="1 label.s. for 2 payload.s."):
         bench_lambda(model, [{"userName": "a"}, {"userName": "b"}], labels=["one"])
+
+
+def test_the_bench_shows_a_payload_the_lambda_fails_on_beside_the_others(
+    tmp_path: Path,
+) -> None:
+    from scimtools.mapping import DEFAULT_LAMBDA_DIR
+    from scimtools.sandbox.lambdas import LambdaError
+
+    request = (DEFAULT_LAMBDA_DIR / "scim-user-request.js").read_text()
+    head = "function convert(user, options, scimUser) {"
+    assert head in request
+    check = (
+        "\n  if (scimUser.title === 'boom') { throw new Error('no boom'); }"
+        "\n  if (scimUser.title === 'loop') { while (true) {} }"
+    )
+    (tmp_path / "request.js").write_text(request.replace(head, head + check, 1))
+    (tmp_path / "response.js").write_text(
+        (DEFAULT_LAMBDA_DIR / "scim-user-response.js").read_text()
+    )
+    payloads = [
+        {"userName": "a"},
+        {"userName": "b", "title": "boom"},
+        {"userName": "c", "title": "loop"},
+        {"userName": "d"},
+    ]
+
+    with LambdaModel.from_files(
+        tmp_path / "request.js", tmp_path / "response.js", timeout=0.2
+    ) as model:
+        bench = bench_lambda(model, payloads, labels=["a", "b", "c", "d"])
+        with pytest.raises(LambdaError, match="no boom"):
+            bench_lambda(model, payloads[1:2])
+
+    errors = bench[bench["status"] == "error"].set_index("payload")["returned"]
+    assert list(errors.index) == ["b", "c"]
+    assert "request.js) threw: Error: no boom" in errors["b"]
+    assert "request.js" in errors["c"]
+    kept = bench[(bench["path"] == "userName") & (bench["status"] == "kept")]
+    assert kept["payload"].tolist() == ["a", "d"]
