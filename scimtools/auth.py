@@ -41,6 +41,7 @@ __all__ = [
     "OPERATIONS",
     "PERMISSIONS",
     "StaticTokenAuth",
+    "check_no_userinfo",
     "check_transport",
     "describe_token",
     "missing_permissions",
@@ -127,6 +128,42 @@ def check_transport(url: httpx.URL | str, *, allow_insecure_http: bool) -> None:
     )
 
 
+def check_no_userinfo(url: httpx.URL | str, name: str = "the URL") -> None:
+    """Refuse a URL with a user name or password in it (``https://user:pw@host``).
+
+    Such a URL would carry the secret into reprs, logs and error messages; the
+    message names the setting, never the URL.
+
+    Raises
+    ------
+    scimtools.errors.ConfigError
+        ``url`` has a user-information part (or is not a URL at all).
+
+    Examples
+    --------
+    >>> check_no_userinfo("https://auth.example.com", "FUSIONAUTH_URL")
+    >>> check_no_userinfo("https://me:s3cret@auth.example.com", "FUSIONAUTH_URL")
+    ... # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    scimtools.errors.ConfigError: FUSIONAUTH_URL holds a user name or password ...
+    """
+    from scimtools.errors import ConfigError
+
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError):
+        raise ConfigError(
+            f"{name} is not a valid URL; give https://host[:port]"
+        ) from None
+    if parsed.userinfo:
+        raise ConfigError(
+            f"{name} holds a user name or password before the host; remove it"
+            " (https://host[:port]) and give the secret as SCIM_CLIENT_SECRET or"
+            " SCIM_TOKEN, which are never shown"
+        )
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost" or host.endswith(".localhost"):
         return True
@@ -192,6 +229,7 @@ class ClientCredentialsAuth(httpx.Auth):
             raise ValueError(
                 "client_id, client_secret and server_entity_id must all be non-empty"
             )
+        check_no_userinfo(token_url, "token_url")
         check_transport(token_url, allow_insecure_http=allow_insecure_http)
         self.token_url = token_url
         self.client_id = client_id

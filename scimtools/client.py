@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from scimtools.auth import StaticTokenAuth, check_transport
+from scimtools.auth import StaticTokenAuth, check_no_userinfo, check_transport
 from scimtools.errors import (
     SCIM_ERROR_SCHEMA,
     BadRequestError,
@@ -219,6 +219,7 @@ class SCIMClient:
     ) -> None:
         if auth is not None and token is not None:
             raise ValueError("pass auth or token, not both")
+        check_no_userinfo(base_url, "base_url")
         if token is not None:
             auth = StaticTokenAuth(token, allow_insecure_http=allow_insecure_http)
         if auth is not None:

@@ -24,7 +24,7 @@ from typing import Any
 
 from dotenv import dotenv_values
 
-from scimtools.auth import ClientCredentialsAuth, StaticTokenAuth
+from scimtools.auth import ClientCredentialsAuth, StaticTokenAuth, check_no_userinfo
 from scimtools.client import SCIMClient
 from scimtools.errors import ConfigError
 
@@ -135,6 +135,9 @@ client-credentials grant, or set SCIM_TOKEN for a static token
 
     if not any(grant.values()) and not token and not base_url:
         return Settings(mode="sandbox")
+    for name, url in (("FUSIONAUTH_URL", fusionauth_url), ("SCIM_BASE_URL", base_url)):
+        if url is not None:
+            check_no_userinfo(url, name)
 
     credentials = [n for n in GRANT_VARIABLES[1:] if grant[n]]
     if token and credentials:

@@ -68,3 +68,47 @@ def test_a_blank_setting_in_the_env_file_is_an_error(tmp_path: Path):
 
     with pytest.raises(ConfigError, match="SCIM_TOKEN is set but empty"):
         connect(env_file=env_file, environ={})
+
+
+@pytest.mark.parametrize(
+    ("environ", "name"),
+    [
+        (
+            {
+                "FUSIONAUTH_URL": "http://admin:pw-SECRETPW@127.0.0.1:9011",
+                "SCIM_CLIENT_ID": "c",
+                "SCIM_CLIENT_SECRET": "s",
+                "SCIM_SERVER_ENTITY_ID": "e",
+            },
+            "FUSIONAUTH_URL",
+        ),
+        (
+            {
+                "SCIM_BASE_URL": "https://pw-SECRETPW@auth.example.com/api",
+                "SCIM_TOKEN": "t",
+            },
+            "SCIM_BASE_URL",
+        ),
+    ],
+)
+def test_a_url_with_a_password_in_it_is_refused_without_showing_it(
+    environ: dict[str, str], name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with pytest.raises(ConfigError, match=f"{name} holds a user name or pass") as err:
+        connect(env_file=None, environ=environ)
+
+    assert "SECRETPW" not in str(err.value)
+    assert "SECRETPW" not in caplog.text
+
+
+def test_a_client_built_by_hand_refuses_a_url_with_a_password_in_it() -> None:
+    from scimtools import SCIMClient
+    from scimtools.auth import ClientCredentialsAuth
+
+    with pytest.raises(ConfigError, match="base_url holds a user name") as err:
+        SCIMClient("https://u:SECRETPW@auth.example.com/api/scim/resource/v2")
+    assert "SECRETPW" not in repr(err.value)
+    with pytest.raises(ConfigError, match="token_url holds a user name"):
+        ClientCredentialsAuth(
+            "https://u:SECRETPW@a.example/oauth2/token", "c", "s", "e"
+        )
