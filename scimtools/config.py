@@ -22,13 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 from dotenv import dotenv_values
 
 from scimtools.auth import ClientCredentialsAuth, StaticTokenAuth, check_no_userinfo
 from scimtools.client import SCIMClient
 from scimtools.errors import ConfigError
 
-__all__ = ["Settings", "connect", "load_settings"]
+__all__ = ["Settings", "connect", "demo_idp_views", "load_settings"]
 
 logger = logging.getLogger(__name__)
 
@@ -271,6 +272,52 @@ def demo_db_path(environ: Mapping[str, str] | None = None) -> Path:
     if configured:
         return Path(configured)
     return REPO_ROOT / "out" / "demo" / "tenant.sqlite"
+
+
+def demo_idp_views(
+    env_file: str | Path | None = ".env",
+    *,
+    setting: str = "IDP_VIEWS",
+    environ: Mapping[str, str] | None = None,
+) -> Path:
+    """Return the demo tenant's IdP views folder, when the demo is what is audited.
+
+    The demo's IdP views describe the demo tenant only: compared with a real
+    tenant they would report every user missing, and plans built from them
+    would write nonsense. So with a real tenant configured this refuses.
+
+    Parameters
+    ----------
+    env_file, environ
+        As for `load_settings`.
+    setting : str, default "IDP_VIEWS"
+        The notebook parameter that names the views, for the message.
+
+    Raises
+    ------
+    ConfigError
+        A real tenant is configured (``FUSIONAUTH_URL`` or ``SCIM_BASE_URL``).
+
+    Examples
+    --------
+    >>> demo_idp_views(None, environ={}).name
+    'idp-views'
+    >>> demo_idp_views(None, environ={"SCIM_BASE_URL": "https://auth.example.com/api",
+    ...                               "SCIM_TOKEN": "t"})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    scimtools.errors.ConfigError: IDP_VIEWS is not set, and a real tenant is ...
+    """
+    settings = load_settings(env_file, environ=environ)
+    if settings.mode != "sandbox":
+        host = httpx.URL(settings.base_url or "").host
+        raise ConfigError(
+            f"{setting} is not set, and a real tenant is configured ({host}): the"
+            " demo's IdP views describe the demo tenant only; set"
+            f" {setting} to your IdP export in the IdP-views format (see the"
+            " README, 'IdP views')"
+        )
+    return demo_db_path(environ).parent / "idp-views"
 
 
 def _connect_sandbox(

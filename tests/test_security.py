@@ -208,6 +208,13 @@ def test_no_secret_or_token_leaks_from_a_notebook(
     if not DEMO_DB.is_file():
         pytest.skip("no demo tenant: run `scimtools demo build` first")
     nb = nbformat.read(notebook, as_version=4)
+    # As a user of a real tenant must: name the IdP views (here the demo's).
+    views = DEMO_DB.parent / "idp-views"
+    if "IDP_VIEWS = None" in nb.cells[1].source:
+        nb.cells.insert(2, nbformat.v4.new_code_cell(f"IDP_VIEWS = {str(views)!r}"))
+    if "VIEWS = {" in nb.cells[1].source:
+        named = {name: str(views / f"{name}.jsonl") for name in ("okta", "entra")}
+        nb.cells.insert(2, nbformat.v4.new_code_cell(f"VIEWS = {named!r}"))
     minted, log, reprs = _run(nb, tmp_path)
 
     assert minted, "the notebook never asked the sandbox for a token"
@@ -220,6 +227,31 @@ def test_no_secret_or_token_leaks_from_a_notebook(
         if output.get("output_type") == "error"
     ]
     assert not errors, f"{notebook.name} failed under env settings: {errors}"
+
+
+@pytest.mark.parametrize(
+    ("notebook", "setting"),
+    [
+        ("02-audit-mappings", "IDP_VIEWS"),
+        ("03-client-conflicts", "VIEWS"),
+        ("04-push-corrections", "IDP_VIEWS"),
+    ],
+)
+def test_a_notebook_refuses_the_demo_idp_views_for_a_real_tenant(
+    notebook: str, setting: str, tmp_path: Path
+) -> None:
+    nbformat = pytest.importorskip("nbformat")
+    if not DEMO_DB.is_file():
+        pytest.skip("no demo tenant: run `scimtools demo build` first")
+    nb = nbformat.read(ROOT / "notebooks" / f"{notebook}.ipynb", as_version=4)
+    nb.cells = [c for c in nb.cells[:4] if c.cell_type == "code"]
+
+    minted, _, _ = _run(nb, tmp_path)
+
+    errors = [o for c in nb.cells for o in c.outputs if o.output_type == "error"]
+    assert [e.ename for e in errors] == ["ConfigError"]
+    assert f"{setting} is not set, and a real tenant is configured" in errors[0].evalue
+    assert minted == [], "refused only after asking for a token"
 
 
 # -- TLS and plain http ----------------------------------------------------------------
