@@ -918,9 +918,13 @@ def bench_lambda(
     -------
     pandas.DataFrame
         One row per payload and SCIM path: ``payload``, ``path``, ``sent``,
-        ``stored`` (the FusionAuth user field the path lands in, as
-        ``field=value``), ``returned`` and ``status`` (sent against returned,
-        see `Difference`). A payload a lambda fails on gets one row with
+        ``stored`` (the FusionAuth user fields the request lambda writes a sent
+        path into, or the response lambda renders a returned-only path from, as
+        ``field=value``, comma-separated; None when no field holds it: found by
+        running the lambda again with that one value changed), ``returned``
+        and ``status`` (sent against returned, see `Difference`). Each payload
+        costs two extra lambda runs per value, so the bench is for a handful of
+        payloads. A payload a lambda fails on gets one row with
         ``status`` ``"error"`` and the lambda's message in ``returned``; the
         other payloads are shown as usual.
 
@@ -975,14 +979,16 @@ def bench_lambda(
             )
             continue
         user, scim = outcome
-        stored = _flat_user(user)
+        written = _written_fields(model, payload, user)
+        rendered = _rendered_fields(model, payload, user, scim)
         for diff in compare_resources(payload, scim):
+            fields = (written if diff.sent is not None else rendered).get(diff.path)
             rows.append(
                 {
                     "payload": label,
                     "path": diff.path,
                     "sent": _show(diff.sent),
-                    "stored": _stored_field(stored, diff.sent, diff.other, diff.path),
+                    "stored": ", ".join(fields) if fields else None,
                     "returned": _show(diff.other),
                     "status": diff.status,
                 }
@@ -1022,35 +1028,163 @@ def _run_each(
     return outcomes
 
 
-def _flat_user(user: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in user.items():
-        if isinstance(value, Mapping):
-            flat.update(_flat_user(value, f"{prefix}{key}."))
-        elif not _blank(value) and key != "password":
-            flat[f"{prefix}{key}"] = value
-    return flat
+def _run_or_skip(convert: Any, docs: list[Any]) -> list[Any]:
+    """``convert(docs)``, or one by one when a lambda fails (None for a failure)."""
+    from scimtools.sandbox.lambdas import LambdaError
+
+    try:
+        return list(convert(docs))
+    except LambdaError:
+        pass
+    out: list[Any] = []
+    for doc in docs:
+        try:
+            out.extend(convert([doc]))
+        except LambdaError:
+            out.append(None)
+    return out
 
 
-_FIELD_HINTS = {
-    "emails": "email",
-    "phoneNumbers": "mobilePhone",
-    "userName": "username",
-}
+def _leaves(node: Any, location: tuple[Any, ...] = ()) -> Iterable[tuple[tuple, Any]]:
+    """The scalar leaves of a JSON document as ``(location, value)`` pairs."""
+    if isinstance(node, Mapping):
+        for key, value in node.items():
+            yield from _leaves(value, (*location, key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from _leaves(value, (*location, index))
+    elif node is not None and not _blank(node):
+        yield location, node
 
 
-def _stored_field(
-    stored: Mapping[str, Any], sent: Any, returned: Any, path: str = ""
-) -> Any:
-    hint = _FIELD_HINTS.get(path.split("[")[0].split(".")[0])
-    fields = sorted(stored.items(), key=lambda item: item[0] != hint)
-    for wanted in (returned, sent):
-        if _blank(wanted):
+def _replaced(doc: Any, location: tuple[Any, ...], value: Any) -> Any:
+    """A copy of ``doc`` with the leaf at ``location`` replaced by ``value``."""
+    if not location:
+        return value
+    head, rest = location[0], location[1:]
+    copy: Any = list(doc) if isinstance(doc, list) else dict(doc)
+    copy[head] = _replaced(doc[head], rest, value)
+    return copy
+
+
+def _probe(value: Any, marker: str) -> Any:
+    """A value of the same kind as ``value`` that is told apart from it."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int | float):
+        return value + 1
+    return f"{marker}{value}"  # the original text keeps formats (a@b) valid
+
+
+def _carries(value: Any, probe: Any, marker: str) -> bool:
+    """Whether a stored or returned ``value`` holds the ``probe`` sent in."""
+    if isinstance(probe, str):
+        return marker.lower() in str(value).lower()
+    return value == probe or str(value).lower() == str(probe).lower()
+
+
+def _field_name(location: tuple[Any, ...]) -> str:
+    name = ""
+    for part in location:
+        name += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return name.lstrip(".")
+
+
+def _markers(doc: Any, count: int) -> list[str]:
+    text = json.dumps(doc, default=str).lower()
+    tag = "zqx"
+    while tag in text:
+        tag += "q"
+    return [f"{tag}{index}{tag}" for index in range(count)]
+
+
+def _written_fields(
+    model: LambdaModel, payload: Mapping[str, Any], user: Mapping[str, Any]
+) -> dict[str, list[str]]:
+    """SCIM path sent -> the user fields the request lambda writes it into.
+
+    Each sent leaf is replaced in turn by a probe (a marked text, a flipped
+    boolean, a number plus one) and the request lambda runs again: a field that
+    then holds the probe is where the path is stored. A field that merely
+    changes (the email that a ``primary`` flag selects) is not.
+    """
+    ignored = {name.lower() for name in _IGNORED}
+    leaves = [
+        (location, value)
+        for location, value in _leaves(payload)
+        if str(location[0]).lower() not in ignored
+    ]
+    markers = _markers(payload, len(leaves))
+    probes = [_probe(value, m) for (_, value), m in zip(leaves, markers, strict=True)]
+    variants = [
+        _replaced(payload, location, probe)
+        for (location, _), probe in zip(leaves, probes, strict=True)
+    ]
+    users = _run_or_skip(model.to_fusionauth, variants)
+    base = dict(_leaves(_stored_user(user)))
+    fields: dict[str, list[str]] = {}
+
+    for variant, other, probe, marker in zip(
+        variants, users, probes, markers, strict=True
+    ):
+        if other is None:
             continue
-        for field, value in fields:
-            if value == wanted or str(value) == str(wanted):
-                return f"{field}={_show(value)}"
-    return None
+        written = [
+            f"{_field_name(location)}={_show(base.get(location))}"
+            for location, value in _leaves(_stored_user(other))
+            if location in base and _carries(value, probe, marker)
+        ]
+        if not written:
+            continue
+        for diff in compare_resources(payload, variant, unchanged=False):
+            if diff.status != "added":
+                known = fields.setdefault(diff.path, [])
+                known.extend(f for f in written if f not in known)
+    return fields
+
+
+def _rendered_fields(
+    model: LambdaModel,
+    payload: Mapping[str, Any],
+    user: Mapping[str, Any],
+    scim: Mapping[str, Any],
+) -> dict[str, list[str]]:
+    """SCIM path returned -> the user fields the response lambda renders it from.
+
+    The same probes as `_written_fields`, on the stored user and the response
+    lambda; for the paths that come back without being sent.
+    """
+    stored = _stored(user)
+    leaves = list(_leaves(_stored_user(stored)))
+    markers = _markers(stored, len(leaves))
+    probes = [_probe(value, m) for (_, value), m in zip(leaves, markers, strict=True)]
+    variants = [
+        _replaced(stored, location, probe)
+        for (location, _), probe in zip(leaves, probes, strict=True)
+    ]
+    prefill = [{"externalId": payload.get("externalId")}] * len(variants)
+    scims = _run_or_skip(
+        lambda users: model.to_scim(users, prefill=prefill[: len(users)]), variants
+    )
+    fields: dict[str, list[str]] = {}
+
+    for (location, value), other, probe, marker in zip(
+        leaves, scims, probes, markers, strict=True
+    ):
+        if other is None:
+            continue
+        for diff in compare_resources(scim, other, unchanged=False):
+            if diff.status != "missing" and _carries(diff.other, probe, marker):
+                known = fields.setdefault(diff.path, [])
+                field = f"{_field_name(location)}={_show(value)}"
+                if field not in known:
+                    known.append(field)
+    return fields
+
+
+def _stored_user(user: Mapping[str, Any]) -> dict[str, Any]:
+    """The user without its password, which FusionAuth never shows."""
+    return {k: v for k, v in user.items() if k != "password"}
 
 
 def _show(value: Any) -> Any:

@@ -296,3 +296,24 @@ def test_the_bench_shows_a_payload_the_lambda_fails_on_beside_the_others(
     assert "request.js" in errors["c"]
     kept = bench[(bench["path"] == "userName") & (bench["status"] == "kept")]
     assert kept["payload"].tolist() == ["a", "d"]
+
+
+def test_the_bench_names_the_field_a_path_is_written_to_not_one_with_equal_value(
+    model: LambdaModel,
+) -> None:
+    sent = {
+        "userName": "ann",
+        "name": {"givenName": "Ann", "familyName": "Ann", "formatted": "Ann"},
+        "emails": [{"value": "ann@x.co", "primary": True}],
+        "phoneNumbers": [{"value": "+12015550123", "primary": True}],
+    }
+
+    stored = bench_lambda(model, [sent]).set_index("path")["stored"]
+
+    assert stored["name.givenName"] == "firstName=Ann"
+    assert stored["name.familyName"] == "lastName=Ann"
+    assert stored["name.formatted"] == "fullName=Ann"
+    assert stored['emails[value eq "ann@x.co"].value'] == "email=ann@x.co"
+    assert stored['emails[value eq "ann@x.co"].primary'] is None
+    assert stored['phoneNumbers[value eq "+12015550123"].primary'] is None
+    assert stored["active"] == "active=True"  # returned, not sent: rendered from
