@@ -65,6 +65,7 @@ _SLOTS = (
     "groupResponse",
 )
 _NOOP = "function convert() {}"
+_JS_ADVICE = "in the editor's encoding menu, or iconv -f latin1 -t utf-8"
 _BATCH = 10_000
 
 #: Statuses of a `Difference`, from sent to the other side.
@@ -241,7 +242,7 @@ class LambdaModel:
                     f"lambda file {file} does not exist; export the tenant's SCIM"
                     " lambdas from FusionAuth or use data/lambdas/"
                 )
-            sources.append(read_text(file, "lambda file"))
+            sources.append(read_text(file, "lambda file", advice=_JS_ADVICE))
         return cls(
             sources[0],
             sources[1],
