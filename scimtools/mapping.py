@@ -539,9 +539,14 @@ def generic_path(path: str) -> str:
     """Drop value filters from a path: ``emails[type eq "work"].value`` ->
     ``emails.value``.
 
+    A filter's quoted values are JSON strings (RFC 7644 §3.4.2.2), so a ``]``
+    or an escaped ``"`` inside the quotes does not end the filter.
+
     Examples
     --------
     >>> generic_path('emails[type eq "work"].value')
+    'emails.value'
+    >>> generic_path('emails[value eq "a]b@x.co"].value')
     'emails.value'
     """
     if "[" not in path:
@@ -551,22 +556,56 @@ def generic_path(path: str) -> str:
 
 @functools.lru_cache(maxsize=65_536)
 def _generic_path(path: str) -> str:
+    out, depth, quoted, escaped = [], 0, False, False
+    for char in path:
+        if quoted:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                quoted = False
+        elif depth and char == '"':
+            quoted = True
+        elif char == "[":
+            depth += 1
+        elif char == "]":
+            depth = max(depth - 1, 0)
+        elif depth == 0:
+            out.append(char)
+    if quoted:  # an unclosed quote: read the brackets alone, as written
+        return _generic_path_unquoted(path)
+    return "".join(out)
+
+
+def _generic_path_unquoted(path: str) -> str:
     out, depth = [], 0
     for char in path:
         if char == "[":
             depth += 1
         elif char == "]":
-            depth -= 1
+            depth = max(depth - 1, 0)
         elif depth == 0:
             out.append(char)
     return "".join(out)
 
 
-def _item_key(attribute: str, item: Mapping[str, Any]) -> str:
+def _quoted(value: Any) -> str:
+    """``value`` as a filter's string literal: a JSON string (RFC 7644 §3.4.2.2)."""
+    return json.dumps(str(value), ensure_ascii=False)
+
+
+def _item_key(
+    attribute: str, item: Mapping[str, Any], *, with_value: bool = False
+) -> str:
+    """The filter that names ``item``: by type; by type and value if asked."""
     kind = item.get("type")
     if isinstance(kind, str) and kind:
-        return f'{attribute}[type eq "{kind.lower()}"]'
-    return f'{attribute}[value eq "{item.get("value")}"]'
+        if with_value:
+            value = _quoted(item.get("value"))
+            return f"{attribute}[type eq {_quoted(kind.lower())} and value eq {value}]"
+        return f"{attribute}[type eq {_quoted(kind.lower())}]"
+    return f"{attribute}[value eq {_quoted(item.get('value'))}]"
 
 
 def _blank(value: Any) -> bool:
@@ -580,8 +619,17 @@ def flatten_resource(
 
     Attribute names are spelled canonically whatever their case; items of
     multi-valued attributes are keyed by their ``type`` (lower case) or, when
-    untyped, their value; a bare-string enterprise manager is read as
-    ``manager.value``; blank values are left out.
+    untyped, their value; items that share a type are all kept, keyed by type
+    and value (``emails[type eq "work" and value eq "b@x.co"].value``); a
+    bare-string enterprise manager is read as ``manager.value``; blank values
+    are left out.
+
+    Raises
+    ------
+    ValueError
+        When two attributes flatten to one path with different values: names
+        that differ only in case (``userName``, ``UserName``), or a dotted name
+        next to a nested one (``{"a.b": {"c": 1}, "a": {"b.c": 2}}``).
 
     Examples
     --------
@@ -590,10 +638,31 @@ def flatten_resource(
     ... # doctest: +NORMALIZE_WHITESPACE
     {'userName': 'ada', 'name.givenName': 'Ada',
      'emails[type eq "work"].value': 'a@x', 'emails[type eq "work"].type': 'Work'}
+    >>> list(flatten_resource({"emails": [{"value": "a@x", "type": "work"},
+    ...                                   {"value": "b@x", "type": "work"}]}))
+    ... # doctest: +NORMALIZE_WHITESPACE
+    ['emails[type eq "work" and value eq "a@x"].value',
+     'emails[type eq "work" and value eq "a@x"].type',
+     'emails[type eq "work" and value eq "b@x"].value',
+     'emails[type eq "work" and value eq "b@x"].type']
     """
     flat: dict[str, Any] = {}
-    _walk(resource, "", flat, frozenset(ignore))
+    _walk(resource, "", flat, frozenset(ignore), strict=True)
     return flat
+
+
+def _collide(path: str, strict: bool) -> None:
+    """Two attributes flatten to ``path`` with different values."""
+    if strict:
+        raise ValueError(
+            f"two attributes flatten to the path {path!r} with different values:"
+            " names that differ only in case, or a dotted name next to a nested"
+            " one; rename one of them"
+        )
+    logger.warning(
+        "Two attributes flatten to %s with different values; the later one is compared",
+        path,
+    )
 
 
 def _walk(
@@ -601,8 +670,12 @@ def _walk(
     prefix: str,
     flat: dict[str, Any],
     skip: frozenset[str] | set[str] | None,
+    strict: bool = False,
 ) -> None:
-    """Add the leaves of ``node`` to ``flat``; ``skip``: top-level names left out."""
+    """Add the leaves of ``node`` to ``flat``; ``skip``: top-level names left out.
+
+    A path met twice with different values raises (``strict``) or is logged.
+    """
     cache = _KEY_CACHE
     for raw_key, value in node.items():
         key = cache.get(raw_key) if type(raw_key) is str else None
@@ -620,21 +693,40 @@ def _walk(
         path = f"{prefix}{key}"
         kind = type(value)
         if kind in _LEAVES:
+            if path in flat and flat[path] != value:
+                _collide(path, strict)
             flat[path] = value
             continue
         is_mapping = kind is dict or isinstance(value, Mapping)
         if key == ENTERPRISE and is_mapping:
-            _walk(_manager_object(value), f"{ENTERPRISE}:", flat, None)
+            _walk(_manager_object(value), f"{ENTERPRISE}:", flat, None, strict)
         elif key in _MULTI and isinstance(value, list):
-            for item in value:
-                if type(item) is dict or isinstance(item, Mapping):
-                    _walk(item, _item_key(path, item) + ".", flat, None)
-                elif not _blank(item):
-                    flat[f'{path}[value eq "{item}"].value'] = item
+            _walk_items(path, value, flat, strict)
         elif is_mapping:
-            _walk(value, f"{path}.", flat, None)
+            _walk(value, f"{path}.", flat, None, strict)
         else:
+            if path in flat and flat[path] != value:
+                _collide(path, strict)
             flat[path] = value
+
+
+def _walk_items(
+    path: str, items: list[Any], flat: dict[str, Any], strict: bool
+) -> None:
+    """`_walk` for the items of a multi-valued attribute; none is overwritten."""
+    keys = [_item_key(path, item) if _is_mapping(item) else None for item in items]
+    shared = {key for key in keys if key is not None and keys.count(key) > 1}
+
+    for item, key in zip(items, keys, strict=True):
+        if key is not None:
+            if key in shared:
+                key = _item_key(path, item, with_value=True)
+            _walk(item, key + ".", flat, None, strict)
+        elif not _blank(item):
+            leaf = f"{path}[value eq {_quoted(item)}].value"
+            if leaf in flat and flat[leaf] != item:
+                _collide(leaf, strict)
+            flat[leaf] = item
 
 
 def _manager_object(block: Mapping[str, Any]) -> dict[str, Any]:

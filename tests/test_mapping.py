@@ -15,6 +15,7 @@ from scimtools.mapping import (
     bench_lambda,
     compare_resources,
     flatten_resource,
+    generic_path,
     load_lambdas,
     normalise_phone,
     same_phone,
@@ -477,3 +478,83 @@ def test_the_corrected_lambdas_keep_a_manager_patched_on_the_bare_path(
     assert served["corrected"][ENTERPRISE]["manager"]["value"] == "m-7"
     assert "manager" not in served["corrected"]
     assert ENTERPRISE in served["corrected"]["schemas"]
+
+
+# -- paths and flattening ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "generic"),
+    [
+        ('emails[value eq "a]b@x.co"].value', "emails.value"),
+        ('emails[value eq "a[b@x.co"].value', "emails.value"),
+        ('emails[value eq "say \\"]\\" x"].value', "emails.value"),
+        ('emails[type eq "work" and value eq "a]b"].display', "emails.display"),
+        ('addresses[type eq "work"].streetAddress', "addresses.streetAddress"),
+    ],
+)
+def test_a_bracket_inside_a_quoted_filter_value_does_not_end_the_filter(
+    path: str, generic: str
+) -> None:
+    assert generic_path(path) == generic
+
+
+def test_flattened_filter_values_with_quotes_and_brackets_read_back() -> None:
+    sent = {
+        "emails": [{"value": 'a"]b@x.co'}],
+        "phoneNumbers": [{"value": "1]2", "type": 'we"ird'}],
+    }
+
+    paths = list(flatten_resource(sent))
+
+    assert paths == [
+        'emails[value eq "a\\"]b@x.co"].value',
+        'phoneNumbers[type eq "we\\"ird"].value',
+        'phoneNumbers[type eq "we\\"ird"].type',
+    ]
+    assert [generic_path(p) for p in paths] == [
+        "emails.value",
+        "phoneNumbers.value",
+        "phoneNumbers.type",
+    ]
+
+
+def test_flatten_keeps_every_value_of_a_type() -> None:
+    sent = {
+        "emails": [
+            {"value": "a@x.co", "type": "work"},
+            {"value": "b@x.co", "type": "Work"},
+            {"value": "c@x.co", "type": "home"},
+        ]
+    }
+
+    flat = flatten_resource(sent)
+
+    values = [v for k, v in flat.items() if generic_path(k) == "emails.value"]
+    assert values == ["a@x.co", "b@x.co", "c@x.co"]
+    assert flat['emails[type eq "work" and value eq "b@x.co"].type'] == "Work"
+    assert flat['emails[type eq "home"].value'] == "c@x.co"
+
+
+@pytest.mark.parametrize(
+    "resource",
+    [
+        {"a.b": {"c": 1}, "a": {"b.c": 2}},
+        {"userName": "ada", "UserName": "bob"},
+        {"name.givenName": "Ada", "name": {"givenName": "Bob"}},
+    ],
+    ids=["dotted", "case", "dotted-scim"],
+)
+def test_flatten_refuses_two_attributes_that_flatten_to_one_path(
+    resource: dict,
+) -> None:
+    with pytest.raises(ValueError, match="two attributes flatten to the path"):
+        flatten_resource(resource)
+
+
+def test_flatten_accepts_one_value_written_two_ways() -> None:
+    assert flatten_resource({"a.b": {"c": 1}, "a": {"b.c": 1}}) == {"a.b.c": 1}
+
+
+def test_a_filter_with_an_unclosed_quote_is_read_by_its_brackets() -> None:
+    assert generic_path('emails[value eq "a].value') == "emails.value"
