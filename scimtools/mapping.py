@@ -1015,9 +1015,9 @@ def bench_lambda(
         path into, or the response lambda renders a returned-only path from, as
         ``field=value``, comma-separated; None when no field holds it: found by
         running the lambda again with that one value changed), ``returned``
-        and ``status`` (sent against returned, see `Difference`). Each payload
-        costs two extra lambda runs per value, so the bench is for a handful of
-        payloads. A payload a lambda fails on gets one row with
+        and ``status`` (sent against returned, see `Difference`). That costs
+        one more lambda run per sent and per stored value, so the bench is for a
+        handful of payloads. A payload a lambda fails on gets one row with
         ``status`` ``"error"`` and the lambda's message in ``returned``; the
         other payloads are shown as usual.
 
