@@ -46,8 +46,21 @@ left open, which turns the rest of the file into one cell."""
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 
 
-def read_text(path: str | Path, what: str) -> str:
+_CSV_ADVICE = "Excel: 'CSV UTF-8'; iconv -f latin1 -t utf-8"
+
+
+def read_text(path: str | Path, what: str, *, advice: str = _CSV_ADVICE) -> str:
     """Return a UTF-8 file's text without a byte-order mark.
+
+    Parameters
+    ----------
+    path
+        The file.
+    what
+        What the file is, for messages (``"lambda file"``).
+    advice
+        How to save the file as UTF-8, for messages; by default for CSV
+        (Excel's "CSV UTF-8" or iconv).
 
     Raises
     ------
@@ -62,8 +75,7 @@ def read_text(path: str | Path, what: str) -> str:
     data = path.read_bytes()
     if data.startswith(_UTF16_BOMS):
         raise InputError(
-            f"{what} {path} is UTF-16; save it as UTF-8 (Excel: 'CSV UTF-8') and"
-            " try again"
+            f"{what} {path} is UTF-16; save it as UTF-8 ({advice}) and try again"
         )
     try:
         text = data.decode("utf-8")
@@ -71,8 +83,8 @@ def read_text(path: str | Path, what: str) -> str:
         line = data[: exc.start].count(b"\n") + 1
         raise InputError(
             f"{what} {path} is not UTF-8: byte 0x{data[exc.start]:02x} on line"
-            f" {line} cannot be read; save the file as UTF-8 (Excel: 'CSV UTF-8';"
-            " iconv -f latin1 -t utf-8) and try again"
+            f" {line} cannot be read; save the file as UTF-8 ({advice}) and try"
+            " again"
         ) from None
     return text.removeprefix("\ufeff")
 

@@ -65,6 +65,7 @@ _SLOTS = (
     "groupResponse",
 )
 _NOOP = "function convert() {}"
+_JS_ADVICE = "in the editor's encoding menu, or iconv -f latin1 -t utf-8"
 _BATCH = 10_000
 
 #: Statuses of a `Difference`, from sent to the other side.
@@ -241,7 +242,7 @@ class LambdaModel:
                     f"lambda file {file} does not exist; export the tenant's SCIM"
                     " lambdas from FusionAuth or use data/lambdas/"
                 )
-            sources.append(read_text(file, "lambda file"))
+            sources.append(read_text(file, "lambda file", advice=_JS_ADVICE))
         return cls(
             sources[0],
             sources[1],
@@ -538,9 +539,14 @@ def generic_path(path: str) -> str:
     """Drop value filters from a path: ``emails[type eq "work"].value`` ->
     ``emails.value``.
 
+    A filter's quoted values are JSON strings (RFC 7644 §3.4.2.2), so a ``]``
+    or an escaped ``"`` inside the quotes does not end the filter.
+
     Examples
     --------
     >>> generic_path('emails[type eq "work"].value')
+    'emails.value'
+    >>> generic_path('emails[value eq "a]b@x.co"].value')
     'emails.value'
     """
     if "[" not in path:
@@ -550,22 +556,56 @@ def generic_path(path: str) -> str:
 
 @functools.lru_cache(maxsize=65_536)
 def _generic_path(path: str) -> str:
+    out, depth, quoted, escaped = [], 0, False, False
+    for char in path:
+        if quoted:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                quoted = False
+        elif depth and char == '"':
+            quoted = True
+        elif char == "[":
+            depth += 1
+        elif char == "]":
+            depth = max(depth - 1, 0)
+        elif depth == 0:
+            out.append(char)
+    if quoted:  # an unclosed quote: read the brackets alone, as written
+        return _generic_path_unquoted(path)
+    return "".join(out)
+
+
+def _generic_path_unquoted(path: str) -> str:
     out, depth = [], 0
     for char in path:
         if char == "[":
             depth += 1
         elif char == "]":
-            depth -= 1
+            depth = max(depth - 1, 0)
         elif depth == 0:
             out.append(char)
     return "".join(out)
 
 
-def _item_key(attribute: str, item: Mapping[str, Any]) -> str:
+def _quoted(value: Any) -> str:
+    """``value`` as a filter's string literal: a JSON string (RFC 7644 §3.4.2.2)."""
+    return json.dumps(str(value), ensure_ascii=False)
+
+
+def _item_key(
+    attribute: str, item: Mapping[str, Any], *, with_value: bool = False
+) -> str:
+    """The filter that names ``item``: by type; by type and value if asked."""
     kind = item.get("type")
     if isinstance(kind, str) and kind:
-        return f'{attribute}[type eq "{kind.lower()}"]'
-    return f'{attribute}[value eq "{item.get("value")}"]'
+        if with_value:
+            value = _quoted(item.get("value"))
+            return f"{attribute}[type eq {_quoted(kind.lower())} and value eq {value}]"
+        return f"{attribute}[type eq {_quoted(kind.lower())}]"
+    return f"{attribute}[value eq {_quoted(item.get('value'))}]"
 
 
 def _blank(value: Any) -> bool:
@@ -579,8 +619,17 @@ def flatten_resource(
 
     Attribute names are spelled canonically whatever their case; items of
     multi-valued attributes are keyed by their ``type`` (lower case) or, when
-    untyped, their value; a bare-string enterprise manager is read as
-    ``manager.value``; blank values are left out.
+    untyped, their value; items that share a type are all kept, keyed by type
+    and value (``emails[type eq "work" and value eq "b@x.co"].value``); a
+    bare-string enterprise manager is read as ``manager.value``; blank values
+    are left out.
+
+    Raises
+    ------
+    ValueError
+        When two attributes flatten to one path with different values: names
+        that differ only in case (``userName``, ``UserName``), or a dotted name
+        next to a nested one (``{"a.b": {"c": 1}, "a": {"b.c": 2}}``).
 
     Examples
     --------
@@ -589,10 +638,31 @@ def flatten_resource(
     ... # doctest: +NORMALIZE_WHITESPACE
     {'userName': 'ada', 'name.givenName': 'Ada',
      'emails[type eq "work"].value': 'a@x', 'emails[type eq "work"].type': 'Work'}
+    >>> list(flatten_resource({"emails": [{"value": "a@x", "type": "work"},
+    ...                                   {"value": "b@x", "type": "work"}]}))
+    ... # doctest: +NORMALIZE_WHITESPACE
+    ['emails[type eq "work" and value eq "a@x"].value',
+     'emails[type eq "work" and value eq "a@x"].type',
+     'emails[type eq "work" and value eq "b@x"].value',
+     'emails[type eq "work" and value eq "b@x"].type']
     """
     flat: dict[str, Any] = {}
-    _walk(resource, "", flat, frozenset(ignore))
+    _walk(resource, "", flat, frozenset(ignore), strict=True)
     return flat
+
+
+def _collide(path: str, strict: bool) -> None:
+    """Two attributes flatten to ``path`` with different values."""
+    if strict:
+        raise ValueError(
+            f"two attributes flatten to the path {path!r} with different values:"
+            " names that differ only in case, or a dotted name next to a nested"
+            " one; rename one of them"
+        )
+    logger.warning(
+        "Two attributes flatten to %s with different values; the later one is compared",
+        path,
+    )
 
 
 def _walk(
@@ -600,8 +670,12 @@ def _walk(
     prefix: str,
     flat: dict[str, Any],
     skip: frozenset[str] | set[str] | None,
+    strict: bool = False,
 ) -> None:
-    """Add the leaves of ``node`` to ``flat``; ``skip``: top-level names left out."""
+    """Add the leaves of ``node`` to ``flat``; ``skip``: top-level names left out.
+
+    A path met twice with different values raises (``strict``) or is logged.
+    """
     cache = _KEY_CACHE
     for raw_key, value in node.items():
         key = cache.get(raw_key) if type(raw_key) is str else None
@@ -619,21 +693,40 @@ def _walk(
         path = f"{prefix}{key}"
         kind = type(value)
         if kind in _LEAVES:
+            if path in flat and flat[path] != value:
+                _collide(path, strict)
             flat[path] = value
             continue
         is_mapping = kind is dict or isinstance(value, Mapping)
         if key == ENTERPRISE and is_mapping:
-            _walk(_manager_object(value), f"{ENTERPRISE}:", flat, None)
+            _walk(_manager_object(value), f"{ENTERPRISE}:", flat, None, strict)
         elif key in _MULTI and isinstance(value, list):
-            for item in value:
-                if type(item) is dict or isinstance(item, Mapping):
-                    _walk(item, _item_key(path, item) + ".", flat, None)
-                elif not _blank(item):
-                    flat[f'{path}[value eq "{item}"].value'] = item
+            _walk_items(path, value, flat, strict)
         elif is_mapping:
-            _walk(value, f"{path}.", flat, None)
+            _walk(value, f"{path}.", flat, None, strict)
         else:
+            if path in flat and flat[path] != value:
+                _collide(path, strict)
             flat[path] = value
+
+
+def _walk_items(
+    path: str, items: list[Any], flat: dict[str, Any], strict: bool
+) -> None:
+    """`_walk` for the items of a multi-valued attribute; none is overwritten."""
+    keys = [_item_key(path, item) if _is_mapping(item) else None for item in items]
+    shared = {key for key in keys if key is not None and keys.count(key) > 1}
+
+    for item, key in zip(items, keys, strict=True):
+        if key is not None:
+            if key in shared:
+                key = _item_key(path, item, with_value=True)
+            _walk(item, key + ".", flat, None, strict)
+        elif not _blank(item):
+            leaf = f"{path}[value eq {_quoted(item)}].value"
+            if leaf in flat and flat[leaf] != item:
+                _collide(leaf, strict)
+            flat[leaf] = item
 
 
 def _manager_object(block: Mapping[str, Any]) -> dict[str, Any]:
@@ -918,9 +1011,13 @@ def bench_lambda(
     -------
     pandas.DataFrame
         One row per payload and SCIM path: ``payload``, ``path``, ``sent``,
-        ``stored`` (the FusionAuth user field the path lands in, as
-        ``field=value``), ``returned`` and ``status`` (sent against returned,
-        see `Difference`). A payload a lambda fails on gets one row with
+        ``stored`` (the FusionAuth user fields the request lambda writes a sent
+        path into, or the response lambda renders a returned-only path from, as
+        ``field=value``, comma-separated; None when no field holds it: found by
+        running the lambda again with that one value changed), ``returned``
+        and ``status`` (sent against returned, see `Difference`). That costs
+        one more lambda run per sent and per stored value, so the bench is for a
+        handful of payloads. A payload a lambda fails on gets one row with
         ``status`` ``"error"`` and the lambda's message in ``returned``; the
         other payloads are shown as usual.
 
@@ -975,14 +1072,16 @@ def bench_lambda(
             )
             continue
         user, scim = outcome
-        stored = _flat_user(user)
+        written = _written_fields(model, payload, user)
+        rendered = _rendered_fields(model, payload, user, scim)
         for diff in compare_resources(payload, scim):
+            fields = (written if diff.sent is not None else rendered).get(diff.path)
             rows.append(
                 {
                     "payload": label,
                     "path": diff.path,
                     "sent": _show(diff.sent),
-                    "stored": _stored_field(stored, diff.sent, diff.other, diff.path),
+                    "stored": ", ".join(fields) if fields else None,
                     "returned": _show(diff.other),
                     "status": diff.status,
                 }
@@ -1022,35 +1121,163 @@ def _run_each(
     return outcomes
 
 
-def _flat_user(user: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in user.items():
-        if isinstance(value, Mapping):
-            flat.update(_flat_user(value, f"{prefix}{key}."))
-        elif not _blank(value) and key != "password":
-            flat[f"{prefix}{key}"] = value
-    return flat
+def _run_or_skip(convert: Any, docs: list[Any]) -> list[Any]:
+    """``convert(docs)``, or one by one when a lambda fails (None for a failure)."""
+    from scimtools.sandbox.lambdas import LambdaError
+
+    try:
+        return list(convert(docs))
+    except LambdaError:
+        pass
+    out: list[Any] = []
+    for doc in docs:
+        try:
+            out.extend(convert([doc]))
+        except LambdaError:
+            out.append(None)
+    return out
 
 
-_FIELD_HINTS = {
-    "emails": "email",
-    "phoneNumbers": "mobilePhone",
-    "userName": "username",
-}
+def _leaves(node: Any, location: tuple[Any, ...] = ()) -> Iterable[tuple[tuple, Any]]:
+    """The scalar leaves of a JSON document as ``(location, value)`` pairs."""
+    if isinstance(node, Mapping):
+        for key, value in node.items():
+            yield from _leaves(value, (*location, key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from _leaves(value, (*location, index))
+    elif node is not None and not _blank(node):
+        yield location, node
 
 
-def _stored_field(
-    stored: Mapping[str, Any], sent: Any, returned: Any, path: str = ""
-) -> Any:
-    hint = _FIELD_HINTS.get(path.split("[")[0].split(".")[0])
-    fields = sorted(stored.items(), key=lambda item: item[0] != hint)
-    for wanted in (returned, sent):
-        if _blank(wanted):
+def _replaced(doc: Any, location: tuple[Any, ...], value: Any) -> Any:
+    """A copy of ``doc`` with the leaf at ``location`` replaced by ``value``."""
+    if not location:
+        return value
+    head, rest = location[0], location[1:]
+    copy: Any = list(doc) if isinstance(doc, list) else dict(doc)
+    copy[head] = _replaced(doc[head], rest, value)
+    return copy
+
+
+def _probe(value: Any, marker: str) -> Any:
+    """A value of the same kind as ``value`` that is told apart from it."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int | float):
+        return value + 1
+    return f"{marker}{value}"  # the original text keeps formats (a@b) valid
+
+
+def _carries(value: Any, probe: Any, marker: str) -> bool:
+    """Whether a stored or returned ``value`` holds the ``probe`` sent in."""
+    if isinstance(probe, str):
+        return marker.lower() in str(value).lower()
+    return value == probe or str(value).lower() == str(probe).lower()
+
+
+def _field_name(location: tuple[Any, ...]) -> str:
+    name = ""
+    for part in location:
+        name += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return name.lstrip(".")
+
+
+def _markers(doc: Any, count: int) -> list[str]:
+    text = json.dumps(doc, default=str).lower()
+    tag = "zqx"
+    while tag in text:
+        tag += "q"
+    return [f"{tag}{index}{tag}" for index in range(count)]
+
+
+def _written_fields(
+    model: LambdaModel, payload: Mapping[str, Any], user: Mapping[str, Any]
+) -> dict[str, list[str]]:
+    """SCIM path sent -> the user fields the request lambda writes it into.
+
+    Each sent leaf is replaced in turn by a probe (a marked text, a flipped
+    boolean, a number plus one) and the request lambda runs again: a field that
+    then holds the probe is where the path is stored. A field that merely
+    changes (the email that a ``primary`` flag selects) is not.
+    """
+    ignored = {name.lower() for name in _IGNORED}
+    leaves = [
+        (location, value)
+        for location, value in _leaves(payload)
+        if str(location[0]).lower() not in ignored
+    ]
+    markers = _markers(payload, len(leaves))
+    probes = [_probe(value, m) for (_, value), m in zip(leaves, markers, strict=True)]
+    variants = [
+        _replaced(payload, location, probe)
+        for (location, _), probe in zip(leaves, probes, strict=True)
+    ]
+    users = _run_or_skip(model.to_fusionauth, variants)
+    base = dict(_leaves(_stored_user(user)))
+    fields: dict[str, list[str]] = {}
+
+    for variant, other, probe, marker in zip(
+        variants, users, probes, markers, strict=True
+    ):
+        if other is None:
             continue
-        for field, value in fields:
-            if value == wanted or str(value) == str(wanted):
-                return f"{field}={_show(value)}"
-    return None
+        written = [
+            f"{_field_name(location)}={_show(base.get(location))}"
+            for location, value in _leaves(_stored_user(other))
+            if location in base and _carries(value, probe, marker)
+        ]
+        if not written:
+            continue
+        for diff in compare_resources(payload, variant, unchanged=False):
+            if diff.status != "added":
+                known = fields.setdefault(diff.path, [])
+                known.extend(f for f in written if f not in known)
+    return fields
+
+
+def _rendered_fields(
+    model: LambdaModel,
+    payload: Mapping[str, Any],
+    user: Mapping[str, Any],
+    scim: Mapping[str, Any],
+) -> dict[str, list[str]]:
+    """SCIM path returned -> the user fields the response lambda renders it from.
+
+    The same probes as `_written_fields`, on the stored user and the response
+    lambda; for the paths that come back without being sent.
+    """
+    stored = _stored(user)
+    leaves = list(_leaves(_stored_user(stored)))
+    markers = _markers(stored, len(leaves))
+    probes = [_probe(value, m) for (_, value), m in zip(leaves, markers, strict=True)]
+    variants = [
+        _replaced(stored, location, probe)
+        for (location, _), probe in zip(leaves, probes, strict=True)
+    ]
+    prefill = [{"externalId": payload.get("externalId")}] * len(variants)
+    scims = _run_or_skip(
+        lambda users: model.to_scim(users, prefill=prefill[: len(users)]), variants
+    )
+    fields: dict[str, list[str]] = {}
+
+    for (location, value), other, probe, marker in zip(
+        leaves, scims, probes, markers, strict=True
+    ):
+        if other is None:
+            continue
+        for diff in compare_resources(scim, other, unchanged=False):
+            if diff.status != "missing" and _carries(diff.other, probe, marker):
+                known = fields.setdefault(diff.path, [])
+                field = f"{_field_name(location)}={_show(value)}"
+                if field not in known:
+                    known.append(field)
+    return fields
+
+
+def _stored_user(user: Mapping[str, Any]) -> dict[str, Any]:
+    """The user without its password, which FusionAuth never shows."""
+    return {k: v for k, v in user.items() if k != "password"}
 
 
 def _show(value: Any) -> Any:

@@ -602,15 +602,20 @@ LAMBDAS = [
         "lambda-syntax-error",
         _lambda("syntax-error.js"),
         LambdaError,
-        ("syntax-error.js", "does not compile"),
+        ("syntax-error.js", "does not compile", "syntax-error.js line 4"),
     ),
     Case(
         "lambda-without-convert",
         _lambda("no-convert.js"),
         LambdaError,
-        ("no-convert.js", "convert"),
+        ("no-convert.js", "define function convert(user, options, scimUser)"),
     ),
-    Case("lambda-empty", _lambda("empty.js"), LambdaError, ("empty.js", "convert")),
+    Case(
+        "lambda-empty",
+        _lambda("empty.js"),
+        LambdaError,
+        ("empty.js", "define function convert("),
+    ),
     Case(
         "lambda-loops",
         _lambda("loops.js"),
@@ -627,13 +632,13 @@ LAMBDAS = [
         "lambda-throws",
         _lambda("throws.js"),
         LambdaError,
-        ("throws.js", "no userName mapping"),
+        ("throws.js", "no userName mapping", "line 2 of throws.js"),
     ),
     Case(
         "lambda-convert-not-a-function",
         _lambda("not-a-function.js"),
         LambdaError,
-        ("not-a-function.js", "threw"),
+        ("not-a-function.js", "not a function", "define function convert("),
     ),
     Case(
         "lambda-recurses",
@@ -647,7 +652,12 @@ LAMBDAS = [
         LambdaError,
         ("response-throws.js", "threw"),
     ),
-    Case("lambda-latin1", _lambda("latin1.js"), InputError, ("latin1.js", "UTF-8")),
+    Case(
+        "lambda-latin1",
+        _lambda("latin1.js"),
+        InputError,
+        ("latin1.js", "UTF-8", "iconv"),
+    ),
     Case(
         "lambda-missing",
         _lambda("no-such-lambda.js"),

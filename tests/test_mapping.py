@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ from scimtools.mapping import (
     bench_lambda,
     compare_resources,
     flatten_resource,
+    generic_path,
     load_lambdas,
     normalise_phone,
     same_phone,
@@ -296,3 +298,263 @@ def test_the_bench_shows_a_payload_the_lambda_fails_on_beside_the_others(
     assert "request.js" in errors["c"]
     kept = bench[(bench["path"] == "userName") & (bench["status"] == "kept")]
     assert kept["payload"].tolist() == ["a", "d"]
+
+
+def test_the_bench_names_the_field_a_path_is_written_to_not_one_with_equal_value(
+    model: LambdaModel,
+) -> None:
+    sent = {
+        "userName": "ann",
+        "name": {"givenName": "Ann", "familyName": "Ann", "formatted": "Ann"},
+        "emails": [{"value": "ann@x.co", "primary": True}],
+        "phoneNumbers": [{"value": "+12015550123", "primary": True}],
+    }
+
+    stored = bench_lambda(model, [sent]).set_index("path")["stored"]
+
+    assert stored["name.givenName"] == "firstName=Ann"
+    assert stored["name.familyName"] == "lastName=Ann"
+    assert stored["name.formatted"] == "fullName=Ann"
+    assert stored['emails[value eq "ann@x.co"].value'] == "email=ann@x.co"
+    assert stored['emails[value eq "ann@x.co"].primary'] is None
+    assert stored['phoneNumbers[value eq "+12015550123"].primary'] is None
+    assert stored["active"] == "active=True"  # returned, not sent: rendered from
+
+
+# -- the corrected lambdas -----------------------------------------------------------
+
+IDP_REQUESTS = Path("/work/shared/idp-requests")
+SURVIVES = ("kept", "changed_form")
+
+
+@pytest.fixture(scope="module")
+def corrected() -> Iterator[LambdaModel]:
+    with load_lambdas(CORRECTED) as lambdas:
+        yield lambdas
+
+
+def idp_exchanges() -> list[dict]:
+    return [
+        json.loads(path.read_text(encoding="utf-8"))
+        for idp in ("entra", "okta", "rfc")
+        for path in sorted((IDP_REQUESTS / idp).glob("*.json"))
+    ]
+
+
+def idp_users() -> list[dict]:
+    """Every user the fixtures send or show, plus variations on their emails."""
+    users = []
+    for exchange in idp_exchanges():
+        for body in (
+            exchange["request"]["body"],
+            exchange.get("response", {}).get("body"),
+        ):
+            if not isinstance(body, dict):
+                continue
+            for resource in [body, *body.get("Resources", [])]:
+                if isinstance(resource, dict) and "userName" in resource:
+                    users.append(resource)
+    emails = [
+        {"value": "ada@example.com", "type": "work", "primary": True},
+        {"value": "ada@example.net", "type": "home", "primary": True},
+    ]
+    users += [
+        {"schemas": [USER], "userName": "ada", "emails": emails},
+        {"schemas": [USER], "userName": "ada", "emails": emails[::-1]},
+        {"schemas": [USER], "userName": "ada", "emails": [emails[1]]},
+        {
+            "schemas": [USER],
+            "userName": "ada",
+            "phoneNumbers": [
+                {"value": "+12015550123", "type": "work", "primary": True},
+                {"value": "+12015550199", "type": "mobile", "primary": True},
+            ],
+        },
+    ]
+    return users
+
+
+def surviving(sent: dict, stored: dict) -> set[str]:
+    return {d.path for d in compare_resources(sent, stored) if d.status in SURVIVES}
+
+
+def test_idp_fixtures_hold_users_and_user_patches() -> None:
+    patches = [e for e in idp_exchanges() if user_patch(e)]
+
+    assert len(idp_users()) >= 12
+    assert len(patches) >= 5
+
+
+def test_the_corrected_lambdas_keep_every_path_the_default_keeps(
+    model: LambdaModel, corrected: LambdaModel
+) -> None:
+    users = idp_users()
+
+    before = model.predict(users)
+    after = corrected.predict(users)
+
+    for sent, old, new in zip(users, before, after, strict=True):
+        lost = surviving(sent, old) - surviving(sent, new)
+        assert not lost, (sent.get("userName"), sorted(lost))
+
+
+def user_patch(exchange: dict) -> bool:
+    request = exchange["request"]
+    return request["method"] == "PATCH" and "/Users/" in request["path"]
+
+
+def test_the_corrected_lambdas_keep_what_the_default_keeps_through_a_patch(
+    model: LambdaModel, corrected: LambdaModel
+) -> None:
+    from scimtools.sandbox.patch import apply_patch
+    from scimtools.sandbox.store import BadRequestError
+
+    base = idp_users()[:4] + idp_users()[-4:]
+    patches = [e["request"]["body"] for e in idp_exchanges() if user_patch(e)]
+    checked = 0
+
+    for user in base:
+        for body in patches:
+            kept = []
+            for lambdas in (model, corrected):
+                # FusionAuth: render, apply the patch, run the request lambda.
+                try:
+                    patched = apply_patch("User", lambdas.predict([user])[0], body)
+                except BadRequestError:
+                    kept.append(None)
+                    continue
+                sent = apply_patch("User", user, body)
+                kept.append(surviving(sent, lambdas.predict([patched])[0]))
+            if kept[0] is not None:
+                assert kept[1] is not None and kept[0] <= kept[1], (user, body)
+                checked += 1
+
+    assert checked >= 20
+
+
+def test_the_corrected_lambdas_keep_the_home_email_the_default_keeps(
+    model: LambdaModel, corrected: LambdaModel
+) -> None:
+    sent = {
+        "schemas": [USER],
+        "userName": "ada",
+        "emails": [
+            {"primary": True, "type": "work", "value": "ada@example.com"},
+            {"primary": True, "type": "home", "value": "ada@example.net"},
+        ],
+    }
+
+    default = model.predict([sent])[0]
+    fixed = corrected.predict([sent])[0]
+    user = corrected.to_fusionauth([sent])[0]
+
+    assert [e["value"] for e in default["emails"]] == ["ada@example.net"]
+    assert fixed["emails"] == sent["emails"]
+    assert user["email"] == "ada@example.net"  # FusionAuth's login, as by default
+
+
+@pytest.mark.parametrize(
+    "manager",
+    ["m-7", {"value": "m-7"}, [{"$ref": "../Users/m-7", "value": "m-7"}]],
+    ids=["string", "object", "array"],
+)
+def test_the_corrected_lambdas_keep_a_manager_patched_on_the_bare_path(
+    model: LambdaModel, corrected: LambdaModel, manager: object
+) -> None:
+    from scimtools.sandbox.patch import PATCH_URN, apply_patch
+
+    user = {"schemas": [USER, ENTERPRISE], "userName": "ada", ENTERPRISE: {}}
+    body = {
+        "schemas": [PATCH_URN],
+        "Operations": [{"op": "Add", "path": "manager", "value": manager}],
+    }
+
+    served = {}
+    for name, lambdas in (("default", model), ("corrected", corrected)):
+        patched = apply_patch("User", lambdas.predict([user])[0], body)
+        served[name] = lambdas.predict([patched])[0]
+
+    assert "manager" not in served["default"].get(ENTERPRISE, {})
+    assert served["corrected"][ENTERPRISE]["manager"]["value"] == "m-7"
+    assert "manager" not in served["corrected"]
+    assert ENTERPRISE in served["corrected"]["schemas"]
+
+
+# -- paths and flattening ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "generic"),
+    [
+        ('emails[value eq "a]b@x.co"].value', "emails.value"),
+        ('emails[value eq "a[b@x.co"].value', "emails.value"),
+        ('emails[value eq "say \\"]\\" x"].value', "emails.value"),
+        ('emails[type eq "work" and value eq "a]b"].display', "emails.display"),
+        ('addresses[type eq "work"].streetAddress', "addresses.streetAddress"),
+    ],
+)
+def test_a_bracket_inside_a_quoted_filter_value_does_not_end_the_filter(
+    path: str, generic: str
+) -> None:
+    assert generic_path(path) == generic
+
+
+def test_flattened_filter_values_with_quotes_and_brackets_read_back() -> None:
+    sent = {
+        "emails": [{"value": 'a"]b@x.co'}],
+        "phoneNumbers": [{"value": "1]2", "type": 'we"ird'}],
+    }
+
+    paths = list(flatten_resource(sent))
+
+    assert paths == [
+        'emails[value eq "a\\"]b@x.co"].value',
+        'phoneNumbers[type eq "we\\"ird"].value',
+        'phoneNumbers[type eq "we\\"ird"].type',
+    ]
+    assert [generic_path(p) for p in paths] == [
+        "emails.value",
+        "phoneNumbers.value",
+        "phoneNumbers.type",
+    ]
+
+
+def test_flatten_keeps_every_value_of_a_type() -> None:
+    sent = {
+        "emails": [
+            {"value": "a@x.co", "type": "work"},
+            {"value": "b@x.co", "type": "Work"},
+            {"value": "c@x.co", "type": "home"},
+        ]
+    }
+
+    flat = flatten_resource(sent)
+
+    values = [v for k, v in flat.items() if generic_path(k) == "emails.value"]
+    assert values == ["a@x.co", "b@x.co", "c@x.co"]
+    assert flat['emails[type eq "work" and value eq "b@x.co"].type'] == "Work"
+    assert flat['emails[type eq "home"].value'] == "c@x.co"
+
+
+@pytest.mark.parametrize(
+    "resource",
+    [
+        {"a.b": {"c": 1}, "a": {"b.c": 2}},
+        {"userName": "ada", "UserName": "bob"},
+        {"name.givenName": "Ada", "name": {"givenName": "Bob"}},
+    ],
+    ids=["dotted", "case", "dotted-scim"],
+)
+def test_flatten_refuses_two_attributes_that_flatten_to_one_path(
+    resource: dict,
+) -> None:
+    with pytest.raises(ValueError, match="two attributes flatten to the path"):
+        flatten_resource(resource)
+
+
+def test_flatten_accepts_one_value_written_two_ways() -> None:
+    assert flatten_resource({"a.b": {"c": 1}, "a": {"b.c": 1}}) == {"a.b.c": 1}
+
+
+def test_a_filter_with_an_unclosed_quote_is_read_by_its_brackets() -> None:
+    assert generic_path('emails[value eq "a].value') == "emails.value"

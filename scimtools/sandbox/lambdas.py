@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import re
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -43,6 +44,20 @@ _TITLES = {
     "groupResponse": "SCIM Group response converter",
 }
 
+_SIGNATURES = {
+    "userRequest": "user, options, scimUser",
+    "userResponse": "scimUser, user",
+    "enterpriseUserRequest": "user, options, scimUser",
+    "enterpriseUserResponse": "scimUser, user",
+    "groupRequest": "group, members, options, scimGroup",
+    "groupResponse": "scimGroup, group, members, context",
+}
+
+
+def _source_url(slot: str) -> str:
+    return f"scimtools-lambda-{slot}.js"
+
+
 # Each converter is wrapped in its own function scope so that the six `convert`
 # functions do not overwrite each other; __run calls one slot over a batch of
 # arguments with FusionAuth's signature and returns what FusionAuth keeps.
@@ -72,7 +87,7 @@ function __run(slot, batch) {
     try {
       out.push(__call(slot, f, batch[i]));
     } catch (e) {
-      return {error: String(e), index: i};
+      return {error: String(e), stack: String((e && e.stack) || ""), index: i};
     }
   }
   return {results: out};
@@ -151,10 +166,20 @@ class LambdaSet:
         """Load the six converters from JavaScript files in ``directory``."""
         directory = Path(directory) if directory else DEFAULT_LAMBDA_DIR
         files = {**LAMBDA_FILES, **(files or {})}
-        sources = {
-            slot: (directory / name).read_text(encoding="utf-8")
-            for slot, name in files.items()
-        }
+        sources = {}
+        for slot, name in files.items():
+            data = (directory / name).read_bytes()
+            try:
+                sources[slot] = data.decode("utf-8").removeprefix("\ufeff")
+            except UnicodeDecodeError as exc:
+                line = data[: exc.start].count(b"\n") + 1
+                raise LambdaError(
+                    slot,
+                    f"lambda file {directory / name} is not UTF-8: byte"
+                    f" 0x{data[exc.start]:02x} on line {line} cannot be read; save"
+                    " it as UTF-8 (in the editor's encoding menu, or iconv -f"
+                    " latin1 -t utf-8) and try again",
+                ) from None
         return cls(sources, names=files, timeout=timeout)
 
     def _title(self, slot: str) -> str:
@@ -165,15 +190,65 @@ class LambdaSet:
         racer.eval(_HARNESS)
 
         for slot, source in self.sources.items():
-            code = f"__lambdas[{json.dumps(slot)}] = (function () {{\n{source}\n"
-            code += "; return convert; })();"
+            # The wrapper opens on the source's first line, so that V8's line
+            # numbers are the file's; sourceURL names the file in stack traces.
+            code = f"__lambdas[{json.dumps(slot)}] = (function () {{{source}\n"
+            code += "; return typeof convert === 'undefined' ? undefined : convert;"
+            code += " })();"
+            code += f"\n//# sourceURL={_source_url(slot)}"
             try:
                 racer.eval(code, timeout_sec=self.timeout)
+            except JSTimeoutException as exc:
+                with contextlib.suppress(Exception):
+                    racer.eval("0")  # as in run(): let the cancellation land
+                racer.close()
+                raise LambdaError(
+                    slot,
+                    f"{self._title(slot)} ran longer than {self.timeout:g} s while"
+                    " loading; code outside function convert must end quickly.",
+                ) from exc
             except JSEvalException as exc:
                 raise LambdaError(
-                    slot, f"{self._title(slot)} does not compile: {exc}"
+                    slot,
+                    f"{self._title(slot)} does not compile:"
+                    f" {self._compile_error(slot, str(exc))}",
                 ) from exc
+            kind = racer.eval(f"typeof __lambdas[{json.dumps(slot)}]")
+            if kind != "function":
+                found = (
+                    "does not define convert"
+                    if kind == "undefined"
+                    else f"defines convert as a {kind}, not a function"
+                )
+                raise LambdaError(
+                    slot,
+                    f"{self._title(slot)} {found}; define"
+                    f" function convert({_SIGNATURES[slot]}) in"
+                    f" {self.names.get(slot, slot)}.",
+                )
         return racer
+
+    def _compile_error(self, slot: str, message: str) -> str:
+        """V8's compile error, located in the user's file, not in the wrapper."""
+        name = self.names.get(slot, slot)
+        first, _, excerpt = message.partition("\n")
+        excerpt = excerpt.split("\n\n")[0].rstrip()
+        match = re.match(r"<anonymous>:(\d+): (.*)", first)
+        if match is None:
+            return message.strip()
+        line, what = int(match[1]), match[2]
+        if line > len(self.sources[slot].splitlines()):
+            return f"{what}, at the end of {name} (an unclosed block or string?)"
+        excerpt = excerpt.replace("(function () {", "", 1)
+        return f"{what}, in {name} line {line}:\n{excerpt}"
+
+    def _thrown(self, slot: str, answer: Mapping[str, Any]) -> str:
+        """What a lambda threw, with the line of the user's file it threw on."""
+        match = re.search(
+            re.escape(_source_url(slot)) + r":(\d+):\d+", answer.get("stack", "")
+        )
+        where = f" (line {match[1]} of {self.names.get(slot, slot)})" if match else ""
+        return f"{self._title(slot)} threw: {answer['error']}{where}"
 
     def run(self, slot: str, batch: Sequence[Sequence[Any]]) -> list[Any]:
         """Call the converter of ``slot`` once per argument tuple of ``batch``.
@@ -227,7 +302,7 @@ class LambdaSet:
                 raise LambdaError(slot, f"{self._title(slot)} failed: {exc}") from exc
 
         if "error" in answer:
-            raise LambdaError(slot, f"{self._title(slot)} threw: {answer['error']}")
+            raise LambdaError(slot, self._thrown(slot, answer))
         return answer["results"]
 
     def close(self) -> None:

@@ -1,7 +1,8 @@
 // SCIM User response converter, corrected: FusionAuth user -> SCIM User JSON.
-// As the default (data/lambdas/scim-user-response.js), and also returns the
-// displayName, title, locale and preferredLanguage that the corrected request
-// lambda keeps in user.data.
+// As the default (data/lambdas/scim-user-response.js), and also returns what
+// the corrected request lambda keeps in user.data: displayName, title, locale,
+// preferredLanguage, and every email and phone number as sent. The manager it
+// keeps is in the enterprise extension, which comes back whole.
 function convert(scimUser, user) {
   var data = user.data || {};
   scimUser.active = user.active;
@@ -20,12 +21,10 @@ function convert(scimUser, user) {
   scimUser.preferredLanguage = data.preferredLanguage;
 
   if (user.email) {
-    scimUser.emails = [{primary: true, value: user.email, type: "work"}];
+    scimUser.emails = items(data.emails, user.email, "work");
   }
   if (user.mobilePhone) {
-    scimUser.phoneNumbers = [
-      {primary: true, value: user.mobilePhone, type: "mobile"}
-    ];
+    scimUser.phoneNumbers = items(data.phoneNumbers, user.mobilePhone, "mobile");
   }
 
   var extensions = data.extensions || {};
@@ -35,4 +34,26 @@ function convert(scimUser, user) {
     }
     scimUser[urn] = extensions[urn];
   });
+}
+
+// The items kept in user.data when they hold FusionAuth's own value (`kept`);
+// when it was changed in FusionAuth, it comes first as the primary item, of
+// `type`, and the kept items follow as not primary.
+function items(stored, kept, type) {
+  var list = (stored || []).filter(function (item) {
+    return item && item.value;
+  });
+  var found = list.some(function (item) {
+    return String(item.value).toLowerCase() === String(kept).toLowerCase();
+  });
+  if (found) {
+    return list;
+  }
+  return [{primary: true, value: kept, type: type}].concat(
+    list.map(function (item) {
+      var other = JSON.parse(JSON.stringify(item));
+      other.primary = false;
+      return other;
+    })
+  );
 }
