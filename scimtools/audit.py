@@ -49,7 +49,7 @@ import multiprocessing
 import os
 import re
 import sys
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
@@ -160,10 +160,12 @@ class Audit:
         kind and finding_id.
     survival : pandas.DataFrame
         Per ``client`` and ``attribute`` (filters dropped, e.g.
-        ``emails.value``): ``sent`` (users whose client sent it), ``kept``
-        (the tenant holds it, possibly in another form), ``changed_in_form``,
-        ``dropped`` (by the lambda) and ``lost`` (mapped, yet not on the
-        tenant).
+        ``emails.value``), counting values (a user's two work emails count
+        two): ``sent``, ``kept`` (the tenant holds it, possibly in another
+        form), ``changed_in_form`` (a part of ``kept``), ``dropped`` (by the
+        lambda), ``lost`` (mapped, yet not on the tenant) and ``missing``
+        (mapped, but the tenant has no such user: ``missing_on_tenant``).
+        ``sent`` = ``kept`` + ``dropped`` + ``lost`` + ``missing``.
     """
 
     findings: pd.DataFrame
@@ -176,15 +178,17 @@ class Audit:
         return counts.reindex(kinds).rename("findings")
 
     def summary(self) -> pd.DataFrame:
-        """Return the survival table with ``share_kept`` and ``share_lost``.
+        """Return the survival table with the shares of what was sent.
 
-        ``share_lost`` counts what the lambda dropped and what was lost
-        although mapped.
+        Each share is over every value sent: ``share_kept``, ``share_lost``
+        (what the lambda dropped and what was lost although mapped) and
+        ``share_missing`` (the tenant has no such user); they add up to 1.
         """
         table = self.survival.copy()
         sent = table["sent"].where(table["sent"] > 0)
         table["share_kept"] = (table["kept"] / sent).round(3)
         table["share_lost"] = ((table["dropped"] + table["lost"]) / sent).round(3)
+        table["share_missing"] = (table["missing"] / sent).round(3)
         return table
 
     def to_csv(self, path: str | Path, *, spreadsheet_safe: bool = True) -> Path:
@@ -386,7 +390,23 @@ def _finding(
     }
 
 
+def _unique_ids(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Drop repeated findings; tell apart the others that share an id.
+
+    An id names kind, resource, client and attribute; two findings on one
+    attribute (two work emails lost) get ids that hash all their columns.
+    """
+    shared = Counter(row["finding_id"] for row in rows)
+    out: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        if shared[row["finding_id"]] > 1:
+            row = {**row, "finding_id": _finding_id(*row.values())}
+        out.setdefault(row["finding_id"], row)
+    return list(out.values())
+
+
 def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    rows = _unique_ids(rows)
     frame = pd.DataFrame(rows, columns=list(FINDING_COLUMNS), dtype=object)
     if frame.empty:
         return frame.astype("str")
@@ -548,16 +568,18 @@ def _mapping_findings(
     rows.extend(_lost_memberships(views, groups, user_views, matched))
     table = pd.DataFrame(
         [{"client": c, "attribute": a, **n} for (c, a), n in survival.items()],
-        columns=["client", "attribute", "sent", "kept", "changed_in_form", "dropped"]
-        + ["lost"],
+        columns=["client", "attribute", *_SURVIVAL],
     )
     table = table.sort_values(["client", "attribute"]).reset_index(drop=True)
     logger.info("Mapping audit: %d users, %d findings", len(user_views), len(rows))
     return rows, table, later
 
 
+_SURVIVAL = ("sent", "kept", "changed_in_form", "dropped", "lost", "missing")
+
+
 def _counters() -> dict[str, int]:
-    return dict.fromkeys(("sent", "kept", "changed_in_form", "dropped", "lost"), 0)
+    return dict.fromkeys(_SURVIVAL, 0)
 
 
 def _worker_count(workers: int | None, views: int) -> int:
@@ -745,13 +767,17 @@ def _compare_view(
     }
     # What was sent is flattened once for both comparisons.
     sent_p = _prepare(sent_c)
-    by_prediction: dict[str, tuple[str, str, Any, Any]] = {}
+    # Rows are keyed by path and the position of the sent item: items that
+    # share a type (two work emails) share a path.
+    by_prediction: dict[tuple[str, int], tuple[str, str, Any, Any]] = {}
     predicted_paths = set()
-    for row in _compare_prepared(sent_p, _prepare(_canonical_keys(prediction or {}))):
+    predicted_items = set()
+    for row, position in _keyed_rows(sent_p, prediction or {}):
         if row[2] is not None:
-            by_prediction[row[0]] = row
+            by_prediction[(row[0], position)] = row
         if row[3] is not None:
             predicted_paths.add(row[0])
+            predicted_items.add((row[0], _folded(row[3])))
     if stored is None:
         rows.append(
             _finding(
@@ -768,16 +794,15 @@ def _compare_view(
                 **common,
             )
         )
-    by_tenant = (
-        {
-            row[0]: row
-            for row in _compare_prepared(sent_p, _prepare(_canonical_keys(stored)))
-        }
-        if stored
-        else {}
-    )
+    by_tenant: dict[tuple[str, int], tuple[str, str, Any, Any]] = {}
+    only_tenant = []
+    for row, position in _keyed_rows(sent_p, stored) if stored else []:
+        if row[2] is not None:
+            by_tenant[(row[0], position)] = row
+        else:
+            only_tenant.append(row)
 
-    for path, (_, status, value, other) in sorted(by_prediction.items()):
+    for (path, position), (_, status, value, other) in sorted(by_prediction.items()):
         counter = survival[(client, generic_path(path))]
         counter["sent"] += 1
         if status in ("missing", "changed"):
@@ -796,8 +821,9 @@ def _compare_view(
             )
             continue
         if stored is None:
+            counter["missing"] += 1
             continue
-        actual = by_tenant.get(path)
+        actual = by_tenant.get((path, position))
         if actual is None and "]." in path and not path.endswith("].value"):
             # The whole item is missing: its value's finding covers it.
             continue
@@ -879,8 +905,13 @@ def _compare_view(
 
     if stored is None:
         return
-    for path, (_, status, _, other) in sorted(by_tenant.items()):
-        if status != "added" or path in predicted_paths:
+    for path, status, _, other in sorted(only_tenant, key=_row_order):
+        if status != "added":
+            continue
+        if ("[" in path and (path, _folded(other)) in predicted_items) or (
+            "[" not in path and path in predicted_paths
+        ):
+            # The lambdas write it themselves.
             continue
         rows.append(
             _finding(
@@ -897,6 +928,23 @@ def _compare_view(
 
 
 _MANAGER = f"{ENTERPRISE}:manager"
+
+
+def _keyed_rows(
+    sent_p: Any, other: Mapping[str, Any]
+) -> list[tuple[tuple[str, str, Any, Any], int]]:
+    """Compare with ``other``: each row with the position of its sent item."""
+    positions: list[int] = []
+    rows = _compare_prepared(sent_p, _prepare(_canonical_keys(other)), positions)
+    return list(zip(rows, positions, strict=True))
+
+
+def _folded(value: Any) -> Any:
+    return value.casefold() if isinstance(value, str) else _show(value)
+
+
+def _row_order(row: tuple[str, str, Any, Any]) -> tuple[str, str]:
+    return row[0], str(row[3])
 
 
 def _dropped(
@@ -1700,10 +1748,7 @@ def audit_tenant(
     views = list(views)
     _check_inputs(users, groups, views)
     rows: list[dict[str, Any]] = []
-    survival = pd.DataFrame(
-        columns=["client", "attribute", "sent", "kept", "changed_in_form"]
-        + ["dropped", "lost"]
-    )
+    survival = pd.DataFrame(columns=["client", "attribute", *_SURVIVAL])
 
     def quality() -> list[dict[str, Any]]:
         return quality_findings(users, groups, views=views, region=region)

@@ -251,6 +251,101 @@ def test_entras_active_as_text_is_no_loss() -> None:
     ]
 
 
+@pytest.fixture
+def keep_all(tmp_path: Path) -> Iterator[Any]:
+    """Lambdas that keep every email and phone number as it was sent."""
+    from scimtools.mapping import LambdaModel
+
+    request = tmp_path / "request.js"
+    request.write_text(
+        "function convert(user, options, scimUser) {\n"
+        "  user.username = scimUser.userName;\n"
+        "  user.data = {emails: scimUser.emails, phones: scimUser.phoneNumbers};\n"
+        "}\n"
+    )
+    response = tmp_path / "response.js"
+    response.write_text(
+        "function convert(scimUser, user) {\n"
+        "  scimUser.userName = user.username;\n"
+        "  scimUser.emails = user.data.emails;\n"
+        "  scimUser.phoneNumbers = user.data.phones;\n"
+        "}\n"
+    )
+    with LambdaModel.from_files(request, response) as model:
+        yield model
+
+
+@pytest.mark.parametrize(
+    ("attribute", "sent", "kept", "lost"),
+    [
+        ("emails", ["x@example.com", "y@example.com", "z@example.com"], [1, 2], [0]),
+        ("emails", ["x@example.com", "y@example.com"], [1], [0]),
+        ("emails", ["x@example.com", "y@example.com", "z@example.com"], [0, 2], [1]),
+        ("phoneNumbers", ["+12015550100", "+12015550101", "+12015550102"], [2], [0, 1]),
+    ],
+)
+def test_items_sharing_a_type_are_matched_by_value_not_by_position(
+    keep_all: Any, attribute: str, sent: list[str], kept: list[int], lost: list[int]
+) -> None:
+    items = [{"value": v, "type": "work"} for v in sent]
+    profile = {"schemas": [USER], "userName": "a", attribute: items}
+    view = {"idp": "okta", "key": "k", "tenant_id": "u1", "profile": profile}
+    user = {"id": "u1", "userName": "a", attribute: [items[i] for i in kept]}
+    compared = compare_resources(profile, user, unchanged=False)
+
+    audit = audit_tenant([user], views=[view], lambdas=keep_all)
+
+    findings = audit.findings[audit.findings["kind"] == "lost_although_mapped"]
+    assert sorted(findings["sent"]) == [sent[i] for i in lost]
+    assert sorted(d.sent for d in compared if d.status == "missing") == [
+        sent[i] for i in lost
+    ]
+    assert findings["finding_id"].is_unique
+    survival = audit.survival.set_index("attribute").loc[f"{attribute}.value"]
+    assert (survival["sent"], survival["kept"], survival["lost"]) == (
+        len(sent),
+        len(kept),
+        len(lost),
+    )
+
+
+def test_the_survival_columns_add_up_to_what_was_sent() -> None:
+    sent = {
+        "schemas": [USER],
+        "userName": "a",
+        "displayName": "A",
+        "emails": [{"value": "a@example.com", "type": "work", "primary": True}],
+        "title": "Boss",
+        "name": {"givenName": "Ada"},
+    }
+    views = [
+        {"idp": "okta", "key": "k1", "tenant_id": "u1", "profile": sent},
+        {
+            "idp": "okta",
+            "key": "k2",
+            "tenant_id": None,
+            "status": 409,
+            "profile": sent | {"userName": "b"},
+        },
+    ]
+    users = [{"id": "u1", "userName": "a", "emails": sent["emails"]}]
+
+    audit = audit_tenant(users, views=views)
+    table = audit.summary().set_index("attribute")
+
+    parts = table[["kept", "dropped", "lost", "missing"]].sum(axis=1)
+    assert (parts == table["sent"]).all()
+    assert table.loc["userName", ["sent", "kept", "missing"]].tolist() == [2, 1, 1]
+    assert table.loc["title", ["sent", "dropped", "missing"]].tolist() == [2, 2, 0]
+    assert table.loc["name.givenName", ["sent", "lost", "missing"]].tolist() == [
+        2,
+        1,
+        1,
+    ]
+    shares = table[["share_kept", "share_lost", "share_missing"]].sum(axis=1)
+    assert (shares.round(3) == 1).all()
+
+
 def test_a_manager_entra_sent_on_the_bare_path_is_dropped_by_the_lambda() -> None:
     # Entra's documented manager PATCH (15-patch-user-manager-add) goes to the
     # bare path "manager": the IdP believes it set the enterprise manager.
