@@ -194,19 +194,18 @@ class Audit:
     def to_csv(self, path: str | Path, *, spreadsheet_safe: bool = True) -> Path:
         """Write the findings to a CSV file (UTF-8, header, no index).
 
-        Values come from the IdPs and the tenant: a cell that starts with
-        ``=``, ``+``, ``-``, ``@``, a tab or a carriage return would run as a
+        Values come from the IdPs and the tenant: a cell whose first character
+        other than whitespace and control characters is ``=``, ``+``, ``-`` or
+        ``@`` (or that starts with a tab or a carriage return) would run as a
         formula when a spreadsheet opens the file, so by default such a cell
-        gets a leading ``'`` (OWASP's advice on CSV injection). Pass
-        ``spreadsheet_safe=False`` for the values exactly as they are.
+        gets a leading ``'`` (OWASP's advice on CSV injection), and so does a
+        cell that starts with ``'``. Pass ``spreadsheet_safe=False`` for the
+        values exactly as they are. A cell holding a line break is quoted
+        either way (`scimtools.csvfiles.write_csv`).
         """
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        findings = self.findings
-        if spreadsheet_safe:
-            findings = findings.apply(_defuse_column)
-        findings.to_csv(path, index=False)
-        return path
+        from scimtools.csvfiles import write_csv
+
+        return write_csv(self.findings, path, spreadsheet_safe=spreadsheet_safe)
 
     def to_html(
         self,
@@ -1888,13 +1887,6 @@ td.num { text-align: right; }
 """
 
 
-def _defuse_column(column: pd.Series) -> pd.Series:
-    text = column.astype("object")
-    risky = text.map(lambda v: isinstance(v, str) and v[:1] in _FORMULA_STARTS)
-    return column.where(~risky, "'" + text.where(risky, ""))
-
-
-_FORMULA_STARTS = frozenset("=+-@\t\r")
 _CELL_LIMIT = 500
 
 

@@ -559,6 +559,71 @@ def test_the_csv_defuses_formulas_and_the_html_shortens_huge_values(
     assert len(page) < 20_000
 
 
+HOSTILE = ["\r=1+1", " =1", "\n@SUM(A1)", "\t-2", "\x00+3", "a\r\nb", "'=4", "ok"]
+
+
+def test_the_csv_quotes_line_breaks_and_defuses_formulas_behind_blanks(
+    tmp_path: Path,
+) -> None:
+    import csv
+
+    findings = pd.DataFrame(
+        {column: HOSTILE for column in FINDING_COLUMNS}, dtype=object
+    )
+    audit = audit_module.Audit(findings=findings, survival=pd.DataFrame())
+
+    path = audit.to_csv(tmp_path / "findings.csv")
+    with path.open(encoding="utf-8", newline="") as file:
+        rows = list(csv.reader(file))
+
+    assert len(rows) == len(HOSTILE) + 1
+    cells = [cell for row in rows[1:] for cell in row]
+    blank = "".join(map(chr, range(33))) + "\x7f"
+    assert [c for c in cells if c.lstrip(blank)[:1] in ("=", "+", "-", "@")] == []
+    assert [row[0] for row in rows[1:]] == [
+        "'\r=1+1",
+        "' =1",
+        "'\n@SUM(A1)",
+        "'\t-2",
+        "'\x00+3",
+        "a\r\nb",
+        "''=4",
+        "ok",
+    ]
+
+
+def test_every_csv_writer_quotes_line_breaks(tmp_path: Path) -> None:
+    import csv
+
+    from scimtools.plan import make_plan, read_plan, write_plan
+
+    plan = make_plan(
+        [
+            {
+                "op": "patch",
+                "resource_type": "User",
+                "resource_id": value,
+                "path": "title",
+                "value": value,
+                "reason": value,
+            }
+            for value in HOSTILE
+        ]
+    )
+
+    path = write_plan(plan, tmp_path / "plan.csv")
+    with path.open(encoding="utf-8", newline="") as file:
+        rows = list(csv.reader(file))
+    back = read_plan(path)
+
+    assert len(rows) == len(HOSTILE) + 1
+    blank = "".join(map(chr, range(33))) + "\x7f"
+    cells = [cell for row in rows[1:] for cell in row]
+    assert [c for c in cells if c.lstrip(blank)[:1] in ("=", "+", "-", "@")] == []
+    assert sorted(back["resource_id"]) == sorted(HOSTILE)
+    assert sorted(back["value"]) == sorted(HOSTILE)
+
+
 @pytest.mark.parametrize(
     ("users", "views", "message"),
     [
