@@ -515,7 +515,11 @@ def mapping_findings(
         When ``workers`` is not None or a positive integer.
     """
     rows, table, _ = _mapping_findings(
-        views, users, lambdas=lambdas, groups=groups, workers=workers
+        _canonical_views(views),
+        [_canonical_keys(u) for u in users],
+        lambdas=lambdas,
+        groups=[_canonical_keys(g) for g in groups],
+        workers=workers,
     )
     return rows, table
 
@@ -1228,8 +1232,11 @@ def quality_findings(
     list of dict
         Finding records (see `FINDING_COLUMNS`).
     """
-    users = [u for u in users if u.get("id")]
-    groups = [g for g in groups if g.get("id")]
+    # Attribute names and schema URNs are case-insensitive (RFC 7643 §2.1,
+    # RFC 7644 §3.10): the checks read them spelled canonically.
+    users = [_canonical_keys(u) for u in users if u.get("id")]
+    groups = [_canonical_keys(g) for g in groups if g.get("id")]
+    views = _canonical_views(views)
     user_views = _user_views(views)
     sent_email = _sent_emails(user_views)
     rows: list[dict[str, Any]] = []
@@ -1257,6 +1264,16 @@ def quality_findings(
         len(rows),
     )
     return rows
+
+
+def _canonical_views(views: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The views, each user profile's attribute names spelled canonically."""
+    return [
+        {**v, "profile": _canonical_keys(v["profile"])}
+        if isinstance(v.get("profile"), Mapping)
+        else v
+        for v in views
+    ]
 
 
 def _items(resource: Mapping[str, Any], attribute: str) -> list[Mapping[str, Any]]:
@@ -1746,6 +1763,11 @@ def audit_tenant(
     groups = list(groups)
     views = list(views)
     _check_inputs(users, groups, views)
+    # Canonical attribute names for the matching (userName, externalId) and
+    # the group checks too; the checks of what was sent read the profiles.
+    users = [_canonical_keys(u) for u in users]
+    groups = [_canonical_keys(g) for g in groups]
+    views = _canonical_views(views)
     rows: list[dict[str, Any]] = []
     survival = pd.DataFrame(columns=["client", "attribute", *_SURVIVAL])
 

@@ -217,6 +217,28 @@ def test_a_manager_as_a_bare_string_calls_for_an_object() -> None:
     assert fix["value"] == {"value": "m-7"}
 
 
+def test_quality_checks_read_attribute_names_and_urns_without_case() -> None:
+    # RFC 7643 §2.1 and RFC 7644 §3.10: attribute names and URNs are
+    # case-insensitive.
+    urn = ENTERPRISE.upper().replace("EXTENSION", "extension")
+    user = {
+        "id": "u1",
+        "UserName": "ada",
+        "Emails": [{"Value": "a@example.com", "Primary": True}],
+        "Name": {"GivenName": "U", "familyname": "V"},
+        urn: {"Manager": "m-7"},
+    }
+    view = {"idp": "okta", "key": "k", "tenant_id": "u1", "profile": dict(user)}
+    group = {"id": "g1", "DisplayName": "G", "Members": [{"Value": "u1"}]}
+
+    rows = quality_findings([user], [group], views=[view])
+    audit = audit_tenant([user], [group], views=[view])
+
+    assert kinds(rows) == [("manager_not_object", f"{ENTERPRISE}:manager")]
+    assert audit.counts().to_dict().get("user_without_email") is None
+    assert audit.counts().to_dict().get("empty_group") is None
+
+
 def test_invalid_emails_and_phones_that_do_not_parse_are_findings() -> None:
     users = [
         {
