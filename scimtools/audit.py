@@ -24,7 +24,15 @@ and emails compared without case, users without an email, emails sent with no
 primary or two, invalid email syntax (email-validator), phone numbers that do not
 parse (phonenumbers), blank name parts, the enterprise manager as a bare string,
 inactive users still in groups, group members that do not exist, empty groups
-and groups above 100 members.
+and groups above 100 members. Attribute names and schema URNs are read without
+case (RFC 7643 §2.1). A value of the wrong JSON type is reported under the kind
+it defeats, its explanation naming the value and the shape wanted: emails that
+are not a list of objects (``user_without_email``), an email that is not text
+(``invalid_email``), a name that is not an object (``blank_name_part``), a
+manager that is not ``{"value": "<id>"}`` (``manager_not_object``); active
+"True"/"False" as text is read as FusionAuth's JSON binding reads it. A member
+a group lists twice is one member. Explanations show at most 80 characters of a
+value; the value columns hold it whole.
 
 FusionAuth refuses a second user with the same userName or email, compared
 without case (409), and lists only existing users as group members; so on a
@@ -790,7 +798,7 @@ def _compare_view(
                 sent=sent.get("userName"),
                 fix="data",
                 fix_value=prediction,
-                explanation=f"{client} provisioned {sent.get('userName')!r}"
+                explanation=f"{client} provisioned {_brief_value(sent.get('userName'))}"
                 " but the tenant has no such user"
                 + _error_note(view)
                 + "; create it (or link the client to the existing user).",
@@ -1008,7 +1016,29 @@ def _error_note(view: Mapping[str, Any]) -> str:
 
 
 def _quote(value: Any) -> str:
-    return "nothing" if value is None else repr(value)
+    return "nothing" if value is None else _brief_value(value)
+
+
+_BRIEF = 80
+
+
+def _brief_value(value: Any) -> str:
+    """Show a value in an explanation: its repr, or its first 80 characters.
+
+    The findings' value columns keep the whole value.
+
+    Examples
+    --------
+    >>> _brief_value("ada"), _brief_value(5)
+    ("'ada'", '5')
+    >>> _brief_value("x" * 5_000)[-25:]
+    "xxxx'… (5,000 characters)"
+    """
+    text = value if isinstance(value, str) else _show(value) or "null"
+    if len(text) <= _BRIEF:
+        return repr(value) if isinstance(value, str) else text
+    cut = repr(text[:_BRIEF]) if isinstance(value, str) else text[:_BRIEF]
+    return f"{cut}… ({len(text):,} characters)"
 
 
 def _unclaimed_users(
@@ -1023,7 +1053,8 @@ def _unclaimed_users(
             attribute="id",
             kept=user.get("userName"),
             severity="medium",
-            explanation=f"No SCIM client claims user {user.get('userName')!r}:"
+            explanation=f"No SCIM client claims user"
+            f" {_brief_value(user.get('userName'))}:"
             " created by hand or by a client not audited here.",
         )
         for user_id, user in sorted(tenant.items())
@@ -1085,9 +1116,11 @@ def _name_holders(
         row["expected"] = found[0]
         row["fix_value"] = None
         row["explanation"] = (
-            f"{row['client']} provisioned {row['sent']!r}, but the tenant has no"
+            f"{row['client']} provisioned {_brief_value(row['sent'])}, but the tenant"
+            " has no"
             " user of its own for it" + _error_note(view) + ": user"
-            f" {holder.get('userName')!r} ({found[0]}) already holds that userName"
+            f" {_brief_value(holder.get('userName'))} ({found[0]}) already holds that"
+            " userName"
             " or email. Link the client's account to that user (notebook 03,"
             " create_conflict) rather than create it again, or merge the accounts"
             " if they are two people's."
@@ -1135,7 +1168,8 @@ def _lost_memberships(
                     fix="data",
                     fix_value=user_id,
                     explanation=f"{client} pushed its account {member} (tenant user"
-                    f" {user_id}) to group {name!r}, but the tenant's group does not"
+                    f" {user_id}) to group {_brief_value(name)}, but the tenant's"
+                    " group does not"
                     " list it: a later write, another client replacing the members,"
                     " or FusionAuth truncating a group above 100 members before"
                     " 1.51.1 (#2784); add the member again.",
@@ -1177,7 +1211,8 @@ def _group_mapping(
                     expected=holder,
                     fix="data",
                     explanation=f"{view.get('idp')} pushes group"
-                    f" {view.get('displayName')!r} but has no group of its own on"
+                    f" {_brief_value(view.get('displayName'))} but has no group of"
+                    " its own on"
                     " the tenant" + _error_note(view) + f": group {holder} holds"
                     " that name (another client created it). Link the client's"
                     " group to it, or rename one of them.",
@@ -1197,9 +1232,8 @@ def _group_mapping(
                 fix="data",
                 fix_value={"displayName": view.get("displayName")},
                 explanation=f"{view.get('idp')} pushes group"
-                f" {view.get('displayName')!r}, which the tenant does not have"
-                + _error_note(view)
-                + ".",
+                f" {_brief_value(view.get('displayName'))}, which the tenant does not"
+                " have" + _error_note(view) + ".",
             )
         )
     return rows
@@ -1288,10 +1322,9 @@ def _items(resource: Mapping[str, Any], attribute: str) -> list[Mapping[str, Any
 def _sent_emails(views: Sequence[Mapping[str, Any]]) -> dict[str, str]:
     wanted: dict[str, str] = {}
     for view in views:
-        emails = _items(view["profile"], "emails")
-        if view.get("tenant_id") and emails:
-            primary = [e for e in emails if e.get("primary") is True] or emails
-            wanted.setdefault(view["tenant_id"], primary[0].get("value"))
+        value = _email_value(_email_items(view["profile"].get("emails"))[0])
+        if view.get("tenant_id") and value:
+            wanted.setdefault(view["tenant_id"], value)
     return wanted
 
 
@@ -1322,7 +1355,8 @@ def _duplicates(
                     kept=spelled[(folded, user_id)],
                     severity="high",
                     fix="data",
-                    explanation=f"{attribute} {spelled[(folded, user_id)]!r} is also"
+                    explanation=f"{attribute}"
+                    f" {_brief_value(spelled[(folded, user_id)])} is also"
                     f" held by {len(ids) - 1} other user(s) ({', '.join(others)}),"
                     " compared without case; merge the users or change one.",
                 )
@@ -1360,7 +1394,7 @@ def _sent_duplicates(
                     sent=value,
                     severity="high",
                     fix="data",
-                    explanation=f"{client} sends {attribute} {value!r} for"
+                    explanation=f"{client} sends {attribute} {_brief_value(value)} for"
                     f" {len(others)} other account(s) of its own too"
                     f" ({', '.join(others)}), compared without case; FusionAuth"
                     " keeps one user per value, so one create is refused (409) or"
@@ -1375,23 +1409,31 @@ def _user_quality(
     user: Mapping[str, Any], wanted_email: str | None, region: str
 ) -> list[dict[str, Any]]:
     common = {"resource_type": "User", "resource_id": user["id"]}
-    user_name = user.get("userName")
+    user_name = _user_label(user)
     rows = []
-    emails = _items(user, "emails")
+    emails, shape = _email_items(user.get("emails"))
 
-    if not [e for e in emails if e.get("value")]:
+    if shape is not None or not [e for e in emails if not _blank(e.get("value"))]:
+        found = _email_value(emails)
         rows.append(
             _finding(
                 "user_without_email",
                 attribute='emails[type eq "work"].value',
+                kept=user.get("emails") if shape is not None else None,
                 severity="high",
                 fix="data",
-                fix_value=wanted_email,
-                expected=wanted_email,
-                explanation=f"User {user_name!r} has no email"
+                fix_value=found or wanted_email,
+                expected=_email_list(found) if shape else wanted_email,
+                explanation=f"User {user_name} has no email"
                 + (
-                    f"; the IdP sent {wanted_email!r} without a primary flag,"
-                    " so FusionAuth kept none."
+                    f" FusionAuth can read: emails is {shape}"
+                    f" ({_brief_value(user.get('emails'))}), where RFC 7643 §4.1.2"
+                    " wants a list of objects such as"
+                    f" {_show(_email_list(found or 'ada@example.com'))}; write it"
+                    " in that shape."
+                    if shape is not None
+                    else f"; the IdP sent {_brief_value(wanted_email)} without a"
+                    " primary flag, so FusionAuth kept none."
                     if wanted_email
                     else "; logins and notices by email will fail."
                 ),
@@ -1400,9 +1442,15 @@ def _user_quality(
         )
     for email in emails:
         value = email.get("value")
-        if not isinstance(value, str):
+        if _blank(value):
             continue
-        problem = _email_problem(value)
+        if isinstance(value, str):
+            problem = _email_problem(value)
+        else:
+            problem = (
+                f"it is {_type_name(value)}, not text; RFC 7643 §4.1.2 wants a"
+                ' string such as "ada@example.com".'
+            )
         if problem is not None:
             rows.append(
                 _finding(
@@ -1411,8 +1459,8 @@ def _user_quality(
                     kept=value,
                     severity="high",
                     fix="data",
-                    explanation=f"Email {value!r} of {user_name!r} is not valid:"
-                    f" {problem}",
+                    explanation=f"Email {_brief_value(value)} of {user_name} is not"
+                    f" valid: {problem}",
                     **common,
                 )
             )
@@ -1426,53 +1474,174 @@ def _user_quality(
                     kept=value,
                     severity="medium",
                     fix="data",
-                    explanation=f"Phone number {value!r} of {user_name!r} does not"
-                    f" parse as a number (region {region}).",
+                    explanation=f"Phone number {_brief_value(value)} of {user_name}"
+                    f" does not parse as a number (region {region}).",
                     **common,
                 )
             )
 
-    name = user.get("name") if isinstance(user.get("name"), Mapping) else {}
+    rows += _name_quality(user, user_name, common)
+    rows += _manager_quality(user, user_name, common)
+    return rows
+
+
+def _user_label(user: Mapping[str, Any]) -> str:
+    """How explanations name a user: its userName, or its id and why not."""
+    value = user.get("userName")
+    if isinstance(value, str) and value.strip():
+        return _brief_value(value)
+    if value is None:
+        return f"{user.get('id')} (no userName)"
+    return (
+        f"{user.get('id')} (userName {_brief_value(value)} is {_type_name(value)},"
+        " not text)"
+    )
+
+
+def _type_name(value: Any) -> str:
+    """Name the JSON type of ``value``: 'a number', 'a JSON object' …"""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, Mapping):
+        return "a JSON object"
+    if isinstance(value, list):
+        return "a list"
+    return "null" if value is None else type(value).__name__
+
+
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _email_items(value: Any) -> tuple[list[Mapping[str, Any]], str | None]:
+    """The email objects in ``value``, and what is wrong with its shape, if any.
+
+    RFC 7643 §4.1.2: ``emails`` is a list of objects. An object, a string or
+    a list holding strings is read as the emails it means, and named.
+    """
+    if value is None or value == []:
+        return [], None
+    if isinstance(value, Mapping):
+        return [value], "a JSON object, not a list of objects"
+    if isinstance(value, str):
+        return ([{"value": value}] if value.strip() else []), "a string, not a list"
+    if not isinstance(value, list):
+        return [], f"{_type_name(value)}, not a list of objects"
+    items = [v if isinstance(v, Mapping) else {"value": v} for v in value]
+    others = sorted({_type_name(v) for v in value if not isinstance(v, Mapping)})
+    if others:
+        return items, f"a list holding {' and '.join(others)}, not objects"
+    return items, None
+
+
+def _email_value(emails: Sequence[Mapping[str, Any]]) -> str | None:
+    """The text email a user means: the primary one, else the first."""
+    texts = [e for e in emails if isinstance(e.get("value"), str) and e["value"]]
+    primary = [e for e in texts if _truth(e.get("primary")) is True] or texts
+    return primary[0]["value"] if primary else None
+
+
+def _email_list(value: str | None) -> list[dict[str, Any]] | None:
+    if value is None:
+        return None
+    return [{"value": value, "type": "work", "primary": True}]
+
+
+def _truth(value: Any) -> Any:
+    """A boolean as FusionAuth's JSON binding reads it: "True"/"false" too."""
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    return value
+
+
+def _name_quality(
+    user: Mapping[str, Any], user_name: str, common: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    """blank_name_part findings: a part missing, blank or not text."""
+    raw = user.get("name")
+    name = raw if isinstance(raw, Mapping) else {}
+    rows = []
     for part in _NAME_PARTS:
         value = name.get(part)
-        if not isinstance(value, str) or not value.strip():
-            rows.append(
-                _finding(
-                    "blank_name_part",
-                    attribute=f"name.{part}",
-                    kept=value,
-                    severity="medium",
-                    fix="data",
-                    explanation=f"User {user_name!r} has no name.{part}"
-                    + (
-                        f" (name.formatted is {name['formatted']!r})"
-                        if name.get("formatted")
-                        else ""
-                    )
-                    + "; apps that greet by name show a blank.",
-                    **common,
-                )
+        if isinstance(value, str) and value.strip():
+            continue
+        if raw is not None and not isinstance(raw, Mapping):
+            why = (
+                f" (name is {_type_name(raw)}, {_brief_value(raw)}, where RFC 7643"
+                ' §4.1.1 wants an object: {"givenName": …, "familyName": …})'
             )
-
-    block = user.get(ENTERPRISE)
-    if isinstance(block, Mapping) and isinstance(block.get("manager"), str):
-        manager = block["manager"]
+        elif not _blank(value):
+            why = f" that is text (it is {_type_name(value)}, {_brief_value(value)})"
+        elif name.get("formatted"):
+            why = f" (name.formatted is {_brief_value(name['formatted'])})"
+        else:
+            why = ""
         rows.append(
             _finding(
-                "manager_not_object",
-                attribute=f"{ENTERPRISE}:manager",
-                kept=manager,
-                expected={"value": manager},
+                "blank_name_part",
+                attribute=f"name.{part}",
+                kept=value if raw is None or isinstance(raw, Mapping) else raw,
                 severity="medium",
                 fix="data",
-                fix_value={"value": manager},
-                explanation=f"The manager of {user_name!r} is the bare string"
-                f" {manager!r}; RFC 7643 §4.3 wants an object"
-                f' {{"value": {manager!r}}}.',
+                explanation=f"User {user_name} has no name.{part}{why}; apps that"
+                " greet by name show a blank.",
                 **common,
             )
         )
     return rows
+
+
+def _manager_quality(
+    user: Mapping[str, Any], user_name: str, common: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    """manager_not_object: the enterprise manager is not {"value": "<id>"}."""
+    block = user.get(ENTERPRISE)
+    if not isinstance(block, Mapping) or block.get("manager") is None:
+        return []
+    manager = block["manager"]
+    if isinstance(manager, list) and len(manager) == 1:
+        # Entra's PATCH sends the manager as a list of one object.
+        inner, shape = manager[0], "a list of one object, not an object"
+    else:
+        inner, shape = manager, None
+    value = inner.get("value") if isinstance(inner, Mapping) else inner
+    if shape is None and isinstance(manager, Mapping) and isinstance(value, str):
+        return []
+    if isinstance(value, str | int) and not isinstance(value, bool) and value != "":
+        wanted: dict[str, Any] | None = {"value": str(value)}
+    else:
+        wanted = None
+    if isinstance(manager, str):
+        what = f"the bare string {_brief_value(manager)}"
+    elif shape is not None:
+        what = f"{shape} ({_brief_value(manager)})"
+    elif isinstance(manager, Mapping):
+        what = (
+            f"an object without a text value ({_brief_value(manager)}), where the"
+            " value is the manager's user id"
+        )
+    else:
+        what = f"{_type_name(manager)}, {_brief_value(manager)}"
+    shown = _show(wanted) if wanted else '{"value": "<manager id>"}'
+    return [
+        _finding(
+            "manager_not_object",
+            attribute=f"{ENTERPRISE}:manager",
+            kept=manager,
+            expected=wanted,
+            severity="medium",
+            fix="data",
+            fix_value=wanted,
+            explanation=f"The manager of {user_name} is {what}; RFC 7643 §4.3"
+            f" wants an object {shown}"
+            + ("." if wanted else "; set the manager's id in the IdP."),
+            **common,
+        )
+    ]
 
 
 # A plain dot-atom address (RFC 5322 §3.2.3) with a plain ASCII domain: its
@@ -1519,7 +1688,7 @@ def _sent_email_quality(view: Mapping[str, Any]) -> list[dict[str, Any]]:
     emails = _items(view["profile"], "emails")
     if not emails:
         return []
-    primaries = [e for e in emails if e.get("primary") is True]
+    primaries = [e for e in emails if _truth(e.get("primary")) is True]
     if len(primaries) == 1:
         return []
     common = {
@@ -1539,9 +1708,10 @@ def _sent_email_quality(view: Mapping[str, Any]) -> list[dict[str, Any]]:
                 attribute=_path_of("emails", first).replace(".value", ".primary"),
                 sent=[e.get("value") for e in emails],
                 fix_value=True,
-                explanation=f"{view.get('idp')} sends the emails of {user_name!r}"
+                explanation=f"{view.get('idp')} sends the emails of"
+                f" {_brief_value(user_name)}"
                 " with no primary flag, so FusionAuth keeps no email; flag"
-                f" {first.get('value')!r} as primary in the IdP.",
+                f" {_brief_value(first.get('value'))} as primary in the IdP.",
                 **common,
             )
         ]
@@ -1553,8 +1723,10 @@ def _sent_email_quality(view: Mapping[str, Any]) -> list[dict[str, Any]]:
             sent=[e.get("value") for e in primaries],
             fix_value=False,
             explanation=f"{view.get('idp')} flags {len(primaries)} emails of"
-            f" {user_name!r} as primary (RFC 7643 §2.4 allows one); FusionAuth"
-            f" keeps the last, {last.get('value')!r}. Clear the extra flag in the"
+            f" {_brief_value(user_name)} as primary (RFC 7643 §2.4 allows one);"
+            " FusionAuth"
+            f" keeps the last, {_brief_value(last.get('value'))}. Clear the extra"
+            " flag in the"
             " IdP.",
             **common,
         )
@@ -1569,6 +1741,19 @@ def _group_quality(
     for group in groups:
         name = group.get("displayName")
         members = _items(group, "members")
+        # A member listed twice is one member: counted and reported once.
+        listed = Counter(
+            m["value"]
+            for m in members
+            if isinstance(m.get("value"), str) and m["value"]
+        )
+        unnamed = [
+            (position, m)
+            for position, m in enumerate(members)
+            if not isinstance(m.get("value"), str) or not m["value"]
+        ]
+        size = len(listed) + len(unnamed)
+        repeated = sum(listed.values()) - len(listed)
         common = {"resource_type": "Group", "resource_id": group["id"]}
         if not members:
             rows.append(
@@ -1576,43 +1761,43 @@ def _group_quality(
                     "empty_group",
                     attribute="members",
                     severity="low",
-                    explanation=f"Group {name!r} has no members.",
+                    explanation=f"Group {_brief_value(name)} has no members.",
                     **common,
                 )
             )
-        if len(members) > GROUP_LIMIT:
+        if size > GROUP_LIMIT:
             rows.append(
                 _finding(
                     "group_over_100",
                     attribute="members",
-                    kept=len(members),
+                    kept=size,
                     severity="medium",
-                    explanation=f"Group {name!r} has {len(members)} members;"
-                    " FusionAuth before 1.51.1 truncated groups above 100 on"
+                    explanation=f"Group {_brief_value(name)} has {size} members"
+                    + (f" ({repeated} more entries repeat them)" if repeated else "")
+                    + "; FusionAuth before 1.51.1 truncated groups above 100 on"
                     " PUT/PATCH (#2784): check the version before pushing it.",
                     **common,
                 )
             )
-        for position, member in enumerate(members):
-            user_id = member.get("value")
-            if not isinstance(user_id, str) or not user_id:
-                # No id to name it by: its position tells it from the others.
-                rows.append(
-                    _finding(
-                        "member_not_found",
-                        attribute=f"members[{position}]",
-                        kept=member,
-                        severity="medium",
-                        explanation=f"Group {name!r} lists a member without an id"
-                        f" (entry {position + 1}: {_show(dict(member))}); the server"
-                        " or the export sent it malformed, and no write can remove"
-                        " it by id.",
-                        **common,
-                    )
+        for position, member in unnamed:
+            # No id to name it by: its position tells it from the others.
+            rows.append(
+                _finding(
+                    "member_not_found",
+                    attribute=f"members[{position}]",
+                    kept=member,
+                    severity="medium",
+                    explanation=f"Group {_brief_value(name)} lists a member"
+                    f" without an id (entry {position + 1}:"
+                    f" {_brief_value(dict(member))}); the server or the export sent"
+                    " it malformed, and no write can remove it by id.",
+                    **common,
                 )
-                continue
+            )
+        for user_id, times in listed.items():
             path = f'members[value eq "{user_id}"]'
             user = by_id.get(user_id)
+            again = f" (listed {times} times)" if times > 1 else ""
             if user is None:
                 rows.append(
                     _finding(
@@ -1621,12 +1806,13 @@ def _group_quality(
                         kept=user_id,
                         severity="medium",
                         fix="data",
-                        explanation=f"Group {name!r} lists member {user_id},"
-                        " who is not a user of the tenant; remove the member.",
+                        explanation=f"Group {_brief_value(name)} lists member"
+                        f" {_brief_value(user_id)}{again}, who is not a user of the"
+                        " tenant; remove the member.",
                         **common,
                     )
                 )
-            elif user.get("active") is False:
+            elif _truth(user.get("active")) is False:
                 rows.append(
                     _finding(
                         "inactive_in_group",
@@ -1634,9 +1820,9 @@ def _group_quality(
                         kept=user.get("userName"),
                         severity="medium",
                         fix="data",
-                        explanation=f"Inactive user {user.get('userName')!r} is"
-                        f" still a member of {name!r}; remove the member if"
-                        " deactivation should revoke group access.",
+                        explanation=f"Inactive user {_user_label(user)} is still a"
+                        f" member of {_brief_value(name)}{again}; remove the member"
+                        " if deactivation should revoke group access.",
                         **common,
                     )
                 )
@@ -1692,7 +1878,7 @@ def _sent_members(
                 severity="medium",
                 fix="data",
                 explanation=f"{client} counts its account {member} as a member"
-                f" of {name!r}, but the tenant has no user for it"
+                f" of {_brief_value(name)}, but the tenant has no user for it"
                 + (
                     " (its create was refused with 409: another user holds its"
                     " userName or email), so the membership is missing; link the"

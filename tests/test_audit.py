@@ -239,6 +239,100 @@ def test_quality_checks_read_attribute_names_and_urns_without_case() -> None:
     assert audit.counts().to_dict().get("empty_group") is None
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "kind", "words"),
+    [
+        ("emails", {"value": "a@example.com"}, "user_without_email", "a JSON object"),
+        ("emails", "a@example.com", "user_without_email", "a string, not a list"),
+        ("emails", ["a@example.com"], "user_without_email", "a list holding a str"),
+        ("emails", [{"value": 5}], "invalid_email", "it is a number, not text"),
+        ("name", "Ada King", "blank_name_part", "name is a string, 'Ada King'"),
+        ("name", {"givenName": 5, "familyName": "K"}, "blank_name_part", "a number"),
+        ("manager", 7, "manager_not_object", "a number, 7"),
+        ("manager", {"displayName": "Boss"}, "manager_not_object", "without a text"),
+        ("manager", [{"value": "m-7"}], "manager_not_object", "a list of one object"),
+    ],
+)
+def test_a_value_of_the_wrong_type_is_named_with_the_shape_wanted(
+    field: str, value: Any, kind: str, words: str
+) -> None:
+    user = {"id": "u1", "userName": "ada", "name": NAME, "emails": EMAIL}
+    if field == "manager":
+        user[ENTERPRISE] = {"manager": value}
+    else:
+        user[field] = value
+
+    rows = quality_findings([user])
+
+    assert {r["kind"] for r in rows} == {kind}
+    assert all(words in r["explanation"] for r in rows), rows[0]["explanation"]
+    assert all(field in r["attribute"] for r in rows)
+
+
+def test_an_email_sent_in_the_wrong_shape_is_offered_as_the_fix() -> None:
+    user = {"id": "u1", "userName": "ada", "name": NAME, "emails": "a@example.com"}
+
+    (row,) = quality_findings([user])
+
+    assert json.loads(row["fix_value"]) == "a@example.com"
+    assert json.loads(row["expected"]) == [
+        {"primary": True, "type": "work", "value": "a@example.com"}
+    ]
+
+
+@pytest.mark.parametrize("user_name", [None, 12345, ""])
+def test_a_user_without_a_text_user_name_is_named_by_its_id(user_name: Any) -> None:
+    user = {"id": "u1", "userName": user_name, "name": NAME}
+
+    (row,) = quality_findings([user])
+
+    assert row["explanation"].startswith("User u1 (")
+    assert "None" not in row["explanation"]
+
+
+def test_an_inactive_user_sent_as_text_is_still_in_a_group() -> None:
+    # Entra sends active as the string "False"; FusionAuth binds it as a boolean.
+    users = [
+        {"id": "u1", "userName": "a", "active": "False"},
+        {"id": "u2", "userName": "b", "active": "true"},
+    ]
+    group = {
+        "id": "g1",
+        "displayName": "G",
+        "members": [{"value": "u1"}, {"value": "u2"}],
+    }
+
+    rows = quality_findings(users, [group])
+
+    assert [r["attribute"] for r in rows if r["kind"] == "inactive_in_group"] == [
+        'members[value eq "u1"]'
+    ]
+
+
+def test_a_member_listed_many_times_is_one_member_and_one_finding() -> None:
+    users = [{"id": "u6", "userName": "f", "active": False}]
+    users += [{"id": f"v{i}", "userName": f"v{i}"} for i in range(98)]
+    members = [{"value": "u6"}] * 150 + [{"value": "gone"}] * 3
+    members += [{"value": f"v{i}"} for i in range(98)]
+    group = {"id": "g1", "displayName": "G", "members": members}
+    sent = {"idp": "okta", "kind": "group", "key": "G", "tenant_id": "g1"}
+    views = [sent | {"displayName": "G", "members": ["k1", "k1", "k1"]}]
+
+    audit = audit_tenant(users, [group], views=views)
+
+    rows = audit.findings
+    assert audit.counts().to_dict() == {
+        "member_not_found": 2,
+        "present_only_on_tenant": 99,
+        "blank_name_part": 198,
+        "user_without_email": 99,
+        "inactive_in_group": 1,
+    }
+    inactive = rows[rows["kind"] == "inactive_in_group"].iloc[0]
+    assert "(listed 150 times)" in inactive["explanation"]
+    assert rows["finding_id"].is_unique
+
+
 def test_invalid_emails_and_phones_that_do_not_parse_are_findings() -> None:
     users = [
         {
@@ -577,7 +671,7 @@ def test_the_csv_defuses_formulas_and_the_html_shortens_huge_values(
     assert not [c for c in cells if c[:1] in ("=", "+", "-", "@")]
     assert "'" + formula in cells
     assert formula in raw.fillna("").to_numpy().ravel().tolist()
-    assert "x" * 5_000 not in page and "characters; see the CSV" in page
+    assert "x" * 5_000 not in page and "(5,000 characters)" in page
     assert len(page) < 20_000
 
 
