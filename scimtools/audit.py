@@ -2099,7 +2099,7 @@ _CELL_LIMIT = 500
 
 
 def _cell(value: Any) -> str:
-    if value is None:
+    if value is None or (isinstance(value, float | type(pd.NA)) and pd.isna(value)):
         return ""
     text = str(value)
     if len(text) > _CELL_LIMIT:
@@ -2139,8 +2139,9 @@ def _render_html(audit: Audit, title: str, max_rows: int) -> str:
 
     shown = findings.head(max_rows)
     parts.append(f"<h2>Findings ({len(shown):,} of {len(findings):,})</h2><table><tr>")
-    columns = ["severity", "kind", "resource_type", "resource_id", "client"]
-    columns += ["attribute", "sent", "kept", "fix", "explanation"]
+    columns = ["finding_id", "severity", "kind", "resource_type", "resource_id"]
+    columns += ["client", "attribute", "sent", "kept", "expected", "fix"]
+    columns += ["explanation"]
     parts += [f"<th>{c}</th>" for c in columns]
     parts.append("</tr>")
     for row in shown.to_dict("records"):

@@ -675,6 +675,34 @@ def test_the_csv_defuses_formulas_and_the_html_shortens_huge_values(
     assert len(page) < 20_000
 
 
+def test_the_report_leaves_no_value_blank_and_shows_ids_and_expected_values(
+    tmp_path: Path,
+) -> None:
+    long_name = "x" * 5_000
+    sent = {"schemas": [USER], "userName": long_name, "title": "Boss"}
+    views = [
+        {"idp": "okta", "key": "k1", "tenant_id": "u1", "profile": sent},
+        {
+            "idp": "okta",
+            "key": "k2",
+            "profile": {"userName": long_name + "y"},
+            "status": 409,
+        },
+    ]
+    users = [{"id": "u1", "userName": long_name, "name": {"givenName": "A"}}]
+    audit = audit_tenant(users, views=views)
+
+    page = audit.to_html(tmp_path / "report.html").read_text(encoding="utf-8")
+    findings = pd.read_csv(audit.to_csv(tmp_path / "f.csv"), dtype=str)
+
+    assert ">nan<" not in page and ">NaN<" not in page and "<td>None</td>" not in page
+    assert "<th>finding_id</th>" in page and "<th>expected</th>" in page
+    assert all(f"<td>{i}</td>" in page for i in audit.findings["finding_id"])
+    assert findings["explanation"].str.len().max() < 400
+    assert long_name + "y" in findings["sent"].tolist()
+    assert "… (5,000 characters)" in " ".join(findings["explanation"])
+
+
 HOSTILE = ["\r=1+1", " =1", "\n@SUM(A1)", "\t-2", "\x00+3", "a\r\nb", "'=4", "ok"]
 
 
