@@ -1117,11 +1117,9 @@ def _name_holders(
         row["fix_value"] = None
         row["explanation"] = (
             f"{row['client']} provisioned {_brief_value(row['sent'])}, but the tenant"
-            " has no"
-            " user of its own for it" + _error_note(view) + ": user"
+            " has no user of its own for it" + _error_note(view) + ": user"
             f" {_brief_value(holder.get('userName'))} ({found[0]}) already holds that"
-            " userName"
-            " or email. Link the client's account to that user (notebook 03,"
+            " userName or email. Link the client's account to that user (notebook 03,"
             " create_conflict) rather than create it again, or merge the accounts"
             " if they are two people's."
         )
@@ -1212,8 +1210,9 @@ def _group_mapping(
                     fix="data",
                     explanation=f"{view.get('idp')} pushes group"
                     f" {_brief_value(view.get('displayName'))} but has no group of"
-                    " its own on"
-                    " the tenant" + _error_note(view) + f": group {holder} holds"
+                    " its own on the tenant"
+                    + _error_note(view)
+                    + f": group {holder} holds"
                     " that name (another client created it). Link the client's"
                     " group to it, or rename one of them.",
                 )
@@ -1699,7 +1698,7 @@ def _sent_email_quality(view: Mapping[str, Any]) -> list[dict[str, Any]]:
         "severity": "high",
         "fix": "data",
     }
-    user_name = view["profile"].get("userName")
+    user_name = _user_label({**view["profile"], "id": f"account {view.get('key')}"})
     if not primaries:
         first = emails[0]
         return [
@@ -1708,8 +1707,7 @@ def _sent_email_quality(view: Mapping[str, Any]) -> list[dict[str, Any]]:
                 attribute=_path_of("emails", first).replace(".value", ".primary"),
                 sent=[e.get("value") for e in emails],
                 fix_value=True,
-                explanation=f"{view.get('idp')} sends the emails of"
-                f" {_brief_value(user_name)}"
+                explanation=f"{view.get('idp')} sends the emails of {user_name}"
                 " with no primary flag, so FusionAuth keeps no email; flag"
                 f" {_brief_value(first.get('value'))} as primary in the IdP.",
                 **common,
@@ -1723,11 +1721,9 @@ def _sent_email_quality(view: Mapping[str, Any]) -> list[dict[str, Any]]:
             sent=[e.get("value") for e in primaries],
             fix_value=False,
             explanation=f"{view.get('idp')} flags {len(primaries)} emails of"
-            f" {_brief_value(user_name)} as primary (RFC 7643 §2.4 allows one);"
-            " FusionAuth"
+            f" {user_name} as primary (RFC 7643 §2.4 allows one); FusionAuth"
             f" keeps the last, {_brief_value(last.get('value'))}. Clear the extra"
-            " flag in the"
-            " IdP.",
+            " flag in the IdP.",
             **common,
         )
     ]
