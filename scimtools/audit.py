@@ -837,6 +837,7 @@ def _compare_view(
         actual = by_tenant.get((path, position))
         if actual is None and "]." in path and not path.endswith("].value"):
             # The whole item is missing: its value's finding covers it.
+            counter["lost"] += 1
             continue
         if (
             (actual is None or actual[1] == "missing")

@@ -417,6 +417,8 @@ def test_items_sharing_a_type_are_matched_by_value_not_by_position(
         sent[i] for i in lost
     ]
     assert findings["finding_id"].is_unique
+    parts = audit.survival[["kept", "dropped", "lost", "missing"]].sum(axis=1)
+    assert (parts == audit.survival["sent"]).all()
     survival = audit.survival.set_index("attribute").loc[f"{attribute}.value"]
     assert (survival["sent"], survival["kept"], survival["lost"]) == (
         len(sent),
