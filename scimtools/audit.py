@@ -24,7 +24,15 @@ and emails compared without case, users without an email, emails sent with no
 primary or two, invalid email syntax (email-validator), phone numbers that do not
 parse (phonenumbers), blank name parts, the enterprise manager as a bare string,
 inactive users still in groups, group members that do not exist, empty groups
-and groups above 100 members.
+and groups above 100 members. Attribute names and schema URNs are read without
+case (RFC 7643 §2.1). A value of the wrong JSON type is reported under the kind
+it defeats, its explanation naming the value and the shape wanted: emails that
+are not a list of objects (``user_without_email``), an email that is not text
+(``invalid_email``), a name that is not an object (``blank_name_part``), a
+manager that is not ``{"value": "<id>"}`` (``manager_not_object``); active
+"True"/"False" as text is read as FusionAuth's JSON binding reads it. A member
+a group lists twice is one member. Explanations show at most 80 characters of a
+value; the value columns hold it whole.
 
 FusionAuth refuses a second user with the same userName or email, compared
 without case (409), and lists only existing users as group members; so on a
@@ -49,7 +57,7 @@ import multiprocessing
 import os
 import re
 import sys
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
@@ -160,10 +168,12 @@ class Audit:
         kind and finding_id.
     survival : pandas.DataFrame
         Per ``client`` and ``attribute`` (filters dropped, e.g.
-        ``emails.value``): ``sent`` (users whose client sent it), ``kept``
-        (the tenant holds it, possibly in another form), ``changed_in_form``,
-        ``dropped`` (by the lambda) and ``lost`` (mapped, yet not on the
-        tenant).
+        ``emails.value``), counting values (a user's two work emails count
+        two): ``sent``, ``kept`` (the tenant holds it, possibly in another
+        form), ``changed_in_form`` (a part of ``kept``), ``dropped`` (by the
+        lambda), ``lost`` (mapped, yet not on the tenant) and ``missing``
+        (mapped, but the tenant has no such user: ``missing_on_tenant``).
+        ``sent`` = ``kept`` + ``dropped`` + ``lost`` + ``missing``.
     """
 
     findings: pd.DataFrame
@@ -176,33 +186,34 @@ class Audit:
         return counts.reindex(kinds).rename("findings")
 
     def summary(self) -> pd.DataFrame:
-        """Return the survival table with ``share_kept`` and ``share_lost``.
+        """Return the survival table with the shares of what was sent.
 
-        ``share_lost`` counts what the lambda dropped and what was lost
-        although mapped.
+        Each share is over every value sent: ``share_kept``, ``share_lost``
+        (what the lambda dropped and what was lost although mapped) and
+        ``share_missing`` (the tenant has no such user); they add up to 1.
         """
         table = self.survival.copy()
         sent = table["sent"].where(table["sent"] > 0)
         table["share_kept"] = (table["kept"] / sent).round(3)
         table["share_lost"] = ((table["dropped"] + table["lost"]) / sent).round(3)
+        table["share_missing"] = (table["missing"] / sent).round(3)
         return table
 
     def to_csv(self, path: str | Path, *, spreadsheet_safe: bool = True) -> Path:
         """Write the findings to a CSV file (UTF-8, header, no index).
 
-        Values come from the IdPs and the tenant: a cell that starts with
-        ``=``, ``+``, ``-``, ``@``, a tab or a carriage return would run as a
+        Values come from the IdPs and the tenant: a cell whose first character
+        other than whitespace and control characters is ``=``, ``+``, ``-`` or
+        ``@`` (or that starts with a tab or a carriage return) would run as a
         formula when a spreadsheet opens the file, so by default such a cell
-        gets a leading ``'`` (OWASP's advice on CSV injection). Pass
-        ``spreadsheet_safe=False`` for the values exactly as they are.
+        gets a leading ``'`` (OWASP's advice on CSV injection), and so does a
+        cell that starts with ``'``. Pass ``spreadsheet_safe=False`` for the
+        values exactly as they are. A cell holding a line break is quoted
+        either way (`scimtools.csvfiles.write_csv`).
         """
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        findings = self.findings
-        if spreadsheet_safe:
-            findings = findings.apply(_defuse_column)
-        findings.to_csv(path, index=False)
-        return path
+        from scimtools.csvfiles import write_csv
+
+        return write_csv(self.findings, path, spreadsheet_safe=spreadsheet_safe)
 
     def to_html(
         self,
@@ -386,7 +397,23 @@ def _finding(
     }
 
 
+def _unique_ids(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Drop repeated findings; tell apart the others that share an id.
+
+    An id names kind, resource, client and attribute; two findings on one
+    attribute (two work emails lost) get ids that hash all their columns.
+    """
+    shared = Counter(row["finding_id"] for row in rows)
+    out: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        if shared[row["finding_id"]] > 1:
+            row = {**row, "finding_id": _finding_id(*row.values())}
+        out.setdefault(row["finding_id"], row)
+    return list(out.values())
+
+
 def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    rows = _unique_ids(rows)
     frame = pd.DataFrame(rows, columns=list(FINDING_COLUMNS), dtype=object)
     if frame.empty:
         return frame.astype("str")
@@ -496,7 +523,11 @@ def mapping_findings(
         When ``workers`` is not None or a positive integer.
     """
     rows, table, _ = _mapping_findings(
-        views, users, lambdas=lambdas, groups=groups, workers=workers
+        _canonical_views(views),
+        [_canonical_keys(u) for u in users],
+        lambdas=lambdas,
+        groups=[_canonical_keys(g) for g in groups],
+        workers=workers,
     )
     return rows, table
 
@@ -548,16 +579,18 @@ def _mapping_findings(
     rows.extend(_lost_memberships(views, groups, user_views, matched))
     table = pd.DataFrame(
         [{"client": c, "attribute": a, **n} for (c, a), n in survival.items()],
-        columns=["client", "attribute", "sent", "kept", "changed_in_form", "dropped"]
-        + ["lost"],
+        columns=["client", "attribute", *_SURVIVAL],
     )
     table = table.sort_values(["client", "attribute"]).reset_index(drop=True)
     logger.info("Mapping audit: %d users, %d findings", len(user_views), len(rows))
     return rows, table, later
 
 
+_SURVIVAL = ("sent", "kept", "changed_in_form", "dropped", "lost", "missing")
+
+
 def _counters() -> dict[str, int]:
-    return dict.fromkeys(("sent", "kept", "changed_in_form", "dropped", "lost"), 0)
+    return dict.fromkeys(_SURVIVAL, 0)
 
 
 def _worker_count(workers: int | None, views: int) -> int:
@@ -745,13 +778,17 @@ def _compare_view(
     }
     # What was sent is flattened once for both comparisons.
     sent_p = _prepare(sent_c)
-    by_prediction: dict[str, tuple[str, str, Any, Any]] = {}
+    # Rows are keyed by path and the position of the sent item: items that
+    # share a type (two work emails) share a path.
+    by_prediction: dict[tuple[str, int], tuple[str, str, Any, Any]] = {}
     predicted_paths = set()
-    for row in _compare_prepared(sent_p, _prepare(_canonical_keys(prediction or {}))):
+    predicted_items = set()
+    for row, position in _keyed_rows(sent_p, prediction or {}):
         if row[2] is not None:
-            by_prediction[row[0]] = row
+            by_prediction[(row[0], position)] = row
         if row[3] is not None:
             predicted_paths.add(row[0])
+            predicted_items.add((row[0], _folded(row[3])))
     if stored is None:
         rows.append(
             _finding(
@@ -761,23 +798,22 @@ def _compare_view(
                 sent=sent.get("userName"),
                 fix="data",
                 fix_value=prediction,
-                explanation=f"{client} provisioned {sent.get('userName')!r}"
+                explanation=f"{client} provisioned {_brief_value(sent.get('userName'))}"
                 " but the tenant has no such user"
                 + _error_note(view)
                 + "; create it (or link the client to the existing user).",
                 **common,
             )
         )
-    by_tenant = (
-        {
-            row[0]: row
-            for row in _compare_prepared(sent_p, _prepare(_canonical_keys(stored)))
-        }
-        if stored
-        else {}
-    )
+    by_tenant: dict[tuple[str, int], tuple[str, str, Any, Any]] = {}
+    only_tenant = []
+    for row, position in _keyed_rows(sent_p, stored) if stored else []:
+        if row[2] is not None:
+            by_tenant[(row[0], position)] = row
+        else:
+            only_tenant.append(row)
 
-    for path, (_, status, value, other) in sorted(by_prediction.items()):
+    for (path, position), (_, status, value, other) in sorted(by_prediction.items()):
         counter = survival[(client, generic_path(path))]
         counter["sent"] += 1
         if status in ("missing", "changed"):
@@ -796,10 +832,12 @@ def _compare_view(
             )
             continue
         if stored is None:
+            counter["missing"] += 1
             continue
-        actual = by_tenant.get(path)
+        actual = by_tenant.get((path, position))
         if actual is None and "]." in path and not path.endswith("].value"):
             # The whole item is missing: its value's finding covers it.
+            counter["lost"] += 1
             continue
         if (
             (actual is None or actual[1] == "missing")
@@ -879,8 +917,13 @@ def _compare_view(
 
     if stored is None:
         return
-    for path, (_, status, _, other) in sorted(by_tenant.items()):
-        if status != "added" or path in predicted_paths:
+    for path, status, _, other in sorted(only_tenant, key=_row_order):
+        if status != "added":
+            continue
+        if ("[" in path and (path, _folded(other)) in predicted_items) or (
+            "[" not in path and path in predicted_paths
+        ):
+            # The lambdas write it themselves.
             continue
         rows.append(
             _finding(
@@ -897,6 +940,23 @@ def _compare_view(
 
 
 _MANAGER = f"{ENTERPRISE}:manager"
+
+
+def _keyed_rows(
+    sent_p: Any, other: Mapping[str, Any]
+) -> list[tuple[tuple[str, str, Any, Any], int]]:
+    """Compare with ``other``: each row with the position of its sent item."""
+    positions: list[int] = []
+    rows = _compare_prepared(sent_p, _prepare(_canonical_keys(other)), positions)
+    return list(zip(rows, positions, strict=True))
+
+
+def _folded(value: Any) -> Any:
+    return value.casefold() if isinstance(value, str) else _show(value)
+
+
+def _row_order(row: tuple[str, str, Any, Any]) -> tuple[str, str]:
+    return row[0], str(row[3])
 
 
 def _dropped(
@@ -957,7 +1017,29 @@ def _error_note(view: Mapping[str, Any]) -> str:
 
 
 def _quote(value: Any) -> str:
-    return "nothing" if value is None else repr(value)
+    return "nothing" if value is None else _brief_value(value)
+
+
+_BRIEF = 80
+
+
+def _brief_value(value: Any) -> str:
+    """Show a value in an explanation: its repr, or its first 80 characters.
+
+    The findings' value columns keep the whole value.
+
+    Examples
+    --------
+    >>> _brief_value("ada"), _brief_value(5)
+    ("'ada'", '5')
+    >>> _brief_value("x" * 5_000)[-25:]
+    "xxxx'… (5,000 characters)"
+    """
+    text = value if isinstance(value, str) else _show(value) or "null"
+    if len(text) <= _BRIEF:
+        return repr(value) if isinstance(value, str) else text
+    cut = repr(text[:_BRIEF]) if isinstance(value, str) else text[:_BRIEF]
+    return f"{cut}… ({len(text):,} characters)"
 
 
 def _unclaimed_users(
@@ -972,7 +1054,8 @@ def _unclaimed_users(
             attribute="id",
             kept=user.get("userName"),
             severity="medium",
-            explanation=f"No SCIM client claims user {user.get('userName')!r}:"
+            explanation=f"No SCIM client claims user"
+            f" {_brief_value(user.get('userName'))}:"
             " created by hand or by a client not audited here.",
         )
         for user_id, user in sorted(tenant.items())
@@ -1034,10 +1117,10 @@ def _name_holders(
         row["expected"] = found[0]
         row["fix_value"] = None
         row["explanation"] = (
-            f"{row['client']} provisioned {row['sent']!r}, but the tenant has no"
-            " user of its own for it" + _error_note(view) + ": user"
-            f" {holder.get('userName')!r} ({found[0]}) already holds that userName"
-            " or email. Link the client's account to that user (notebook 03,"
+            f"{row['client']} provisioned {_brief_value(row['sent'])}, but the tenant"
+            " has no user of its own for it" + _error_note(view) + ": user"
+            f" {_brief_value(holder.get('userName'))} ({found[0]}) already holds that"
+            " userName or email. Link the client's account to that user (notebook 03,"
             " create_conflict) rather than create it again, or merge the accounts"
             " if they are two people's."
         )
@@ -1084,7 +1167,8 @@ def _lost_memberships(
                     fix="data",
                     fix_value=user_id,
                     explanation=f"{client} pushed its account {member} (tenant user"
-                    f" {user_id}) to group {name!r}, but the tenant's group does not"
+                    f" {user_id}) to group {_brief_value(name)}, but the tenant's"
+                    " group does not"
                     " list it: a later write, another client replacing the members,"
                     " or FusionAuth truncating a group above 100 members before"
                     " 1.51.1 (#2784); add the member again.",
@@ -1126,8 +1210,10 @@ def _group_mapping(
                     expected=holder,
                     fix="data",
                     explanation=f"{view.get('idp')} pushes group"
-                    f" {view.get('displayName')!r} but has no group of its own on"
-                    " the tenant" + _error_note(view) + f": group {holder} holds"
+                    f" {_brief_value(view.get('displayName'))} but has no group of"
+                    " its own on the tenant"
+                    + _error_note(view)
+                    + f": group {holder} holds"
                     " that name (another client created it). Link the client's"
                     " group to it, or rename one of them.",
                 )
@@ -1146,9 +1232,8 @@ def _group_mapping(
                 fix="data",
                 fix_value={"displayName": view.get("displayName")},
                 explanation=f"{view.get('idp')} pushes group"
-                f" {view.get('displayName')!r}, which the tenant does not have"
-                + _error_note(view)
-                + ".",
+                f" {_brief_value(view.get('displayName'))}, which the tenant does not"
+                " have" + _error_note(view) + ".",
             )
         )
     return rows
@@ -1181,8 +1266,11 @@ def quality_findings(
     list of dict
         Finding records (see `FINDING_COLUMNS`).
     """
-    users = [u for u in users if u.get("id")]
-    groups = [g for g in groups if g.get("id")]
+    # Attribute names and schema URNs are case-insensitive (RFC 7643 §2.1,
+    # RFC 7644 §3.10): the checks read them spelled canonically.
+    users = [_canonical_keys(u) for u in users if u.get("id")]
+    groups = [_canonical_keys(g) for g in groups if g.get("id")]
+    views = _canonical_views(views)
     user_views = _user_views(views)
     sent_email = _sent_emails(user_views)
     rows: list[dict[str, Any]] = []
@@ -1212,6 +1300,16 @@ def quality_findings(
     return rows
 
 
+def _canonical_views(views: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The views, each user profile's attribute names spelled canonically."""
+    return [
+        {**v, "profile": _canonical_keys(v["profile"])}
+        if isinstance(v.get("profile"), Mapping)
+        else v
+        for v in views
+    ]
+
+
 def _items(resource: Mapping[str, Any], attribute: str) -> list[Mapping[str, Any]]:
     values = resource.get(attribute)
     return (
@@ -1224,10 +1322,9 @@ def _items(resource: Mapping[str, Any], attribute: str) -> list[Mapping[str, Any
 def _sent_emails(views: Sequence[Mapping[str, Any]]) -> dict[str, str]:
     wanted: dict[str, str] = {}
     for view in views:
-        emails = _items(view["profile"], "emails")
-        if view.get("tenant_id") and emails:
-            primary = [e for e in emails if e.get("primary") is True] or emails
-            wanted.setdefault(view["tenant_id"], primary[0].get("value"))
+        value = _email_value(_email_items(view["profile"].get("emails"))[0])
+        if view.get("tenant_id") and value:
+            wanted.setdefault(view["tenant_id"], value)
     return wanted
 
 
@@ -1258,7 +1355,8 @@ def _duplicates(
                     kept=spelled[(folded, user_id)],
                     severity="high",
                     fix="data",
-                    explanation=f"{attribute} {spelled[(folded, user_id)]!r} is also"
+                    explanation=f"{attribute}"
+                    f" {_brief_value(spelled[(folded, user_id)])} is also"
                     f" held by {len(ids) - 1} other user(s) ({', '.join(others)}),"
                     " compared without case; merge the users or change one.",
                 )
@@ -1296,7 +1394,7 @@ def _sent_duplicates(
                     sent=value,
                     severity="high",
                     fix="data",
-                    explanation=f"{client} sends {attribute} {value!r} for"
+                    explanation=f"{client} sends {attribute} {_brief_value(value)} for"
                     f" {len(others)} other account(s) of its own too"
                     f" ({', '.join(others)}), compared without case; FusionAuth"
                     " keeps one user per value, so one create is refused (409) or"
@@ -1311,23 +1409,31 @@ def _user_quality(
     user: Mapping[str, Any], wanted_email: str | None, region: str
 ) -> list[dict[str, Any]]:
     common = {"resource_type": "User", "resource_id": user["id"]}
-    user_name = user.get("userName")
+    user_name = _user_label(user)
     rows = []
-    emails = _items(user, "emails")
+    emails, shape = _email_items(user.get("emails"))
 
-    if not [e for e in emails if e.get("value")]:
+    if shape is not None or not [e for e in emails if not _blank(e.get("value"))]:
+        found = _email_value(emails)
         rows.append(
             _finding(
                 "user_without_email",
                 attribute='emails[type eq "work"].value',
+                kept=user.get("emails") if shape is not None else None,
                 severity="high",
                 fix="data",
-                fix_value=wanted_email,
-                expected=wanted_email,
-                explanation=f"User {user_name!r} has no email"
+                fix_value=found or wanted_email,
+                expected=_email_list(found) if shape else wanted_email,
+                explanation=f"User {user_name} has no email"
                 + (
-                    f"; the IdP sent {wanted_email!r} without a primary flag,"
-                    " so FusionAuth kept none."
+                    f" FusionAuth can read: emails is {shape}"
+                    f" ({_brief_value(user.get('emails'))}), where RFC 7643 §4.1.2"
+                    " wants a list of objects such as"
+                    f" {_show(_email_list(found or 'ada@example.com'))}; write it"
+                    " in that shape."
+                    if shape is not None
+                    else f"; the IdP sent {_brief_value(wanted_email)} without a"
+                    " primary flag, so FusionAuth kept none."
                     if wanted_email
                     else "; logins and notices by email will fail."
                 ),
@@ -1336,9 +1442,15 @@ def _user_quality(
         )
     for email in emails:
         value = email.get("value")
-        if not isinstance(value, str):
+        if _blank(value):
             continue
-        problem = _email_problem(value)
+        if isinstance(value, str):
+            problem = _email_problem(value)
+        else:
+            problem = (
+                f"it is {_type_name(value)}, not text; RFC 7643 §4.1.2 wants a"
+                ' string such as "ada@example.com".'
+            )
         if problem is not None:
             rows.append(
                 _finding(
@@ -1347,8 +1459,8 @@ def _user_quality(
                     kept=value,
                     severity="high",
                     fix="data",
-                    explanation=f"Email {value!r} of {user_name!r} is not valid:"
-                    f" {problem}",
+                    explanation=f"Email {_brief_value(value)} of {user_name} is not"
+                    f" valid: {problem}",
                     **common,
                 )
             )
@@ -1362,53 +1474,174 @@ def _user_quality(
                     kept=value,
                     severity="medium",
                     fix="data",
-                    explanation=f"Phone number {value!r} of {user_name!r} does not"
-                    f" parse as a number (region {region}).",
+                    explanation=f"Phone number {_brief_value(value)} of {user_name}"
+                    f" does not parse as a number (region {region}).",
                     **common,
                 )
             )
 
-    name = user.get("name") if isinstance(user.get("name"), Mapping) else {}
+    rows += _name_quality(user, user_name, common)
+    rows += _manager_quality(user, user_name, common)
+    return rows
+
+
+def _user_label(user: Mapping[str, Any]) -> str:
+    """How explanations name a user: its userName, or its id and why not."""
+    value = user.get("userName")
+    if isinstance(value, str) and value.strip():
+        return _brief_value(value)
+    if value is None:
+        return f"{user.get('id')} (no userName)"
+    return (
+        f"{user.get('id')} (userName {_brief_value(value)} is {_type_name(value)},"
+        " not text)"
+    )
+
+
+def _type_name(value: Any) -> str:
+    """Name the JSON type of ``value``: 'a number', 'a JSON object' …"""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, Mapping):
+        return "a JSON object"
+    if isinstance(value, list):
+        return "a list"
+    return "null" if value is None else type(value).__name__
+
+
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _email_items(value: Any) -> tuple[list[Mapping[str, Any]], str | None]:
+    """The email objects in ``value``, and what is wrong with its shape, if any.
+
+    RFC 7643 §4.1.2: ``emails`` is a list of objects. An object, a string or
+    a list holding strings is read as the emails it means, and named.
+    """
+    if value is None or value == []:
+        return [], None
+    if isinstance(value, Mapping):
+        return [value], "a JSON object, not a list of objects"
+    if isinstance(value, str):
+        return ([{"value": value}] if value.strip() else []), "a string, not a list"
+    if not isinstance(value, list):
+        return [], f"{_type_name(value)}, not a list of objects"
+    items = [v if isinstance(v, Mapping) else {"value": v} for v in value]
+    others = sorted({_type_name(v) for v in value if not isinstance(v, Mapping)})
+    if others:
+        return items, f"a list holding {' and '.join(others)}, not objects"
+    return items, None
+
+
+def _email_value(emails: Sequence[Mapping[str, Any]]) -> str | None:
+    """The text email a user means: the primary one, else the first."""
+    texts = [e for e in emails if isinstance(e.get("value"), str) and e["value"]]
+    primary = [e for e in texts if _truth(e.get("primary")) is True] or texts
+    return primary[0]["value"] if primary else None
+
+
+def _email_list(value: str | None) -> list[dict[str, Any]] | None:
+    if value is None:
+        return None
+    return [{"value": value, "type": "work", "primary": True}]
+
+
+def _truth(value: Any) -> Any:
+    """A boolean as FusionAuth's JSON binding reads it: "True"/"false" too."""
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    return value
+
+
+def _name_quality(
+    user: Mapping[str, Any], user_name: str, common: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    """blank_name_part findings: a part missing, blank or not text."""
+    raw = user.get("name")
+    name = raw if isinstance(raw, Mapping) else {}
+    rows = []
     for part in _NAME_PARTS:
         value = name.get(part)
-        if not isinstance(value, str) or not value.strip():
-            rows.append(
-                _finding(
-                    "blank_name_part",
-                    attribute=f"name.{part}",
-                    kept=value,
-                    severity="medium",
-                    fix="data",
-                    explanation=f"User {user_name!r} has no name.{part}"
-                    + (
-                        f" (name.formatted is {name['formatted']!r})"
-                        if name.get("formatted")
-                        else ""
-                    )
-                    + "; apps that greet by name show a blank.",
-                    **common,
-                )
+        if isinstance(value, str) and value.strip():
+            continue
+        if raw is not None and not isinstance(raw, Mapping):
+            why = (
+                f" (name is {_type_name(raw)}, {_brief_value(raw)}, where RFC 7643"
+                ' §4.1.1 wants an object: {"givenName": …, "familyName": …})'
             )
-
-    block = user.get(ENTERPRISE)
-    if isinstance(block, Mapping) and isinstance(block.get("manager"), str):
-        manager = block["manager"]
+        elif not _blank(value):
+            why = f" that is text (it is {_type_name(value)}, {_brief_value(value)})"
+        elif name.get("formatted"):
+            why = f" (name.formatted is {_brief_value(name['formatted'])})"
+        else:
+            why = ""
         rows.append(
             _finding(
-                "manager_not_object",
-                attribute=f"{ENTERPRISE}:manager",
-                kept=manager,
-                expected={"value": manager},
+                "blank_name_part",
+                attribute=f"name.{part}",
+                kept=value if raw is None or isinstance(raw, Mapping) else raw,
                 severity="medium",
                 fix="data",
-                fix_value={"value": manager},
-                explanation=f"The manager of {user_name!r} is the bare string"
-                f" {manager!r}; RFC 7643 §4.3 wants an object"
-                f' {{"value": {manager!r}}}.',
+                explanation=f"User {user_name} has no name.{part}{why}; apps that"
+                " greet by name show a blank.",
                 **common,
             )
         )
     return rows
+
+
+def _manager_quality(
+    user: Mapping[str, Any], user_name: str, common: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    """manager_not_object: the enterprise manager is not {"value": "<id>"}."""
+    block = user.get(ENTERPRISE)
+    if not isinstance(block, Mapping) or block.get("manager") is None:
+        return []
+    manager = block["manager"]
+    if isinstance(manager, list) and len(manager) == 1:
+        # Entra's PATCH sends the manager as a list of one object.
+        inner, shape = manager[0], "a list of one object, not an object"
+    else:
+        inner, shape = manager, None
+    value = inner.get("value") if isinstance(inner, Mapping) else inner
+    if shape is None and isinstance(manager, Mapping) and isinstance(value, str):
+        return []
+    if isinstance(value, str | int) and not isinstance(value, bool) and value != "":
+        wanted: dict[str, Any] | None = {"value": str(value)}
+    else:
+        wanted = None
+    if isinstance(manager, str):
+        what = f"the bare string {_brief_value(manager)}"
+    elif shape is not None:
+        what = f"{shape} ({_brief_value(manager)})"
+    elif isinstance(manager, Mapping):
+        what = (
+            f"an object without a text value ({_brief_value(manager)}), where the"
+            " value is the manager's user id"
+        )
+    else:
+        what = f"{_type_name(manager)}, {_brief_value(manager)}"
+    shown = _show(wanted) if wanted else '{"value": "<manager id>"}'
+    return [
+        _finding(
+            "manager_not_object",
+            attribute=f"{ENTERPRISE}:manager",
+            kept=manager,
+            expected=wanted,
+            severity="medium",
+            fix="data",
+            fix_value=wanted,
+            explanation=f"The manager of {user_name} is {what}; RFC 7643 §4.3"
+            f" wants an object {shown}"
+            + ("." if wanted else "; set the manager's id in the IdP."),
+            **common,
+        )
+    ]
 
 
 # A plain dot-atom address (RFC 5322 §3.2.3) with a plain ASCII domain: its
@@ -1455,7 +1688,7 @@ def _sent_email_quality(view: Mapping[str, Any]) -> list[dict[str, Any]]:
     emails = _items(view["profile"], "emails")
     if not emails:
         return []
-    primaries = [e for e in emails if e.get("primary") is True]
+    primaries = [e for e in emails if _truth(e.get("primary")) is True]
     if len(primaries) == 1:
         return []
     common = {
@@ -1466,7 +1699,7 @@ def _sent_email_quality(view: Mapping[str, Any]) -> list[dict[str, Any]]:
         "severity": "high",
         "fix": "data",
     }
-    user_name = view["profile"].get("userName")
+    user_name = _user_label({**view["profile"], "id": f"account {view.get('key')}"})
     if not primaries:
         first = emails[0]
         return [
@@ -1475,9 +1708,9 @@ def _sent_email_quality(view: Mapping[str, Any]) -> list[dict[str, Any]]:
                 attribute=_path_of("emails", first).replace(".value", ".primary"),
                 sent=[e.get("value") for e in emails],
                 fix_value=True,
-                explanation=f"{view.get('idp')} sends the emails of {user_name!r}"
+                explanation=f"{view.get('idp')} sends the emails of {user_name}"
                 " with no primary flag, so FusionAuth keeps no email; flag"
-                f" {first.get('value')!r} as primary in the IdP.",
+                f" {_brief_value(first.get('value'))} as primary in the IdP.",
                 **common,
             )
         ]
@@ -1489,9 +1722,9 @@ def _sent_email_quality(view: Mapping[str, Any]) -> list[dict[str, Any]]:
             sent=[e.get("value") for e in primaries],
             fix_value=False,
             explanation=f"{view.get('idp')} flags {len(primaries)} emails of"
-            f" {user_name!r} as primary (RFC 7643 §2.4 allows one); FusionAuth"
-            f" keeps the last, {last.get('value')!r}. Clear the extra flag in the"
-            " IdP.",
+            f" {user_name} as primary (RFC 7643 §2.4 allows one); FusionAuth"
+            f" keeps the last, {_brief_value(last.get('value'))}. Clear the extra"
+            " flag in the IdP.",
             **common,
         )
     ]
@@ -1505,6 +1738,19 @@ def _group_quality(
     for group in groups:
         name = group.get("displayName")
         members = _items(group, "members")
+        # A member listed twice is one member: counted and reported once.
+        listed = Counter(
+            m["value"]
+            for m in members
+            if isinstance(m.get("value"), str) and m["value"]
+        )
+        unnamed = [
+            (position, m)
+            for position, m in enumerate(members)
+            if not isinstance(m.get("value"), str) or not m["value"]
+        ]
+        size = len(listed) + len(unnamed)
+        repeated = sum(listed.values()) - len(listed)
         common = {"resource_type": "Group", "resource_id": group["id"]}
         if not members:
             rows.append(
@@ -1512,43 +1758,43 @@ def _group_quality(
                     "empty_group",
                     attribute="members",
                     severity="low",
-                    explanation=f"Group {name!r} has no members.",
+                    explanation=f"Group {_brief_value(name)} has no members.",
                     **common,
                 )
             )
-        if len(members) > GROUP_LIMIT:
+        if size > GROUP_LIMIT:
             rows.append(
                 _finding(
                     "group_over_100",
                     attribute="members",
-                    kept=len(members),
+                    kept=size,
                     severity="medium",
-                    explanation=f"Group {name!r} has {len(members)} members;"
-                    " FusionAuth before 1.51.1 truncated groups above 100 on"
+                    explanation=f"Group {_brief_value(name)} has {size} members"
+                    + (f" ({repeated} more entries repeat them)" if repeated else "")
+                    + "; FusionAuth before 1.51.1 truncated groups above 100 on"
                     " PUT/PATCH (#2784): check the version before pushing it.",
                     **common,
                 )
             )
-        for position, member in enumerate(members):
-            user_id = member.get("value")
-            if not isinstance(user_id, str) or not user_id:
-                # No id to name it by: its position tells it from the others.
-                rows.append(
-                    _finding(
-                        "member_not_found",
-                        attribute=f"members[{position}]",
-                        kept=member,
-                        severity="medium",
-                        explanation=f"Group {name!r} lists a member without an id"
-                        f" (entry {position + 1}: {_show(dict(member))}); the server"
-                        " or the export sent it malformed, and no write can remove"
-                        " it by id.",
-                        **common,
-                    )
+        for position, member in unnamed:
+            # No id to name it by: its position tells it from the others.
+            rows.append(
+                _finding(
+                    "member_not_found",
+                    attribute=f"members[{position}]",
+                    kept=member,
+                    severity="medium",
+                    explanation=f"Group {_brief_value(name)} lists a member"
+                    f" without an id (entry {position + 1}:"
+                    f" {_brief_value(dict(member))}); the server or the export sent"
+                    " it malformed, and no write can remove it by id.",
+                    **common,
                 )
-                continue
+            )
+        for user_id, times in listed.items():
             path = f'members[value eq "{user_id}"]'
             user = by_id.get(user_id)
+            again = f" (listed {times} times)" if times > 1 else ""
             if user is None:
                 rows.append(
                     _finding(
@@ -1557,12 +1803,13 @@ def _group_quality(
                         kept=user_id,
                         severity="medium",
                         fix="data",
-                        explanation=f"Group {name!r} lists member {user_id},"
-                        " who is not a user of the tenant; remove the member.",
+                        explanation=f"Group {_brief_value(name)} lists member"
+                        f" {_brief_value(user_id)}{again}, who is not a user of the"
+                        " tenant; remove the member.",
                         **common,
                     )
                 )
-            elif user.get("active") is False:
+            elif _truth(user.get("active")) is False:
                 rows.append(
                     _finding(
                         "inactive_in_group",
@@ -1570,9 +1817,9 @@ def _group_quality(
                         kept=user.get("userName"),
                         severity="medium",
                         fix="data",
-                        explanation=f"Inactive user {user.get('userName')!r} is"
-                        f" still a member of {name!r}; remove the member if"
-                        " deactivation should revoke group access.",
+                        explanation=f"Inactive user {_user_label(user)} is still a"
+                        f" member of {_brief_value(name)}{again}; remove the member"
+                        " if deactivation should revoke group access.",
                         **common,
                     )
                 )
@@ -1628,7 +1875,7 @@ def _sent_members(
                 severity="medium",
                 fix="data",
                 explanation=f"{client} counts its account {member} as a member"
-                f" of {name!r}, but the tenant has no user for it"
+                f" of {_brief_value(name)}, but the tenant has no user for it"
                 + (
                     " (its create was refused with 409: another user holds its"
                     " userName or email), so the membership is missing; link the"
@@ -1699,11 +1946,13 @@ def audit_tenant(
     groups = list(groups)
     views = list(views)
     _check_inputs(users, groups, views)
+    # Canonical attribute names for the matching (userName, externalId) and
+    # the group checks too; the checks of what was sent read the profiles.
+    users = [_canonical_keys(u) for u in users]
+    groups = [_canonical_keys(g) for g in groups]
+    views = _canonical_views(views)
     rows: list[dict[str, Any]] = []
-    survival = pd.DataFrame(
-        columns=["client", "attribute", "sent", "kept", "changed_in_form"]
-        + ["dropped", "lost"]
-    )
+    survival = pd.DataFrame(columns=["client", "attribute", *_SURVIVAL])
 
     def quality() -> list[dict[str, Any]]:
         return quality_findings(users, groups, views=views, region=region)
@@ -1843,18 +2092,11 @@ td.num { text-align: right; }
 """
 
 
-def _defuse_column(column: pd.Series) -> pd.Series:
-    text = column.astype("object")
-    risky = text.map(lambda v: isinstance(v, str) and v[:1] in _FORMULA_STARTS)
-    return column.where(~risky, "'" + text.where(risky, ""))
-
-
-_FORMULA_STARTS = frozenset("=+-@\t\r")
 _CELL_LIMIT = 500
 
 
 def _cell(value: Any) -> str:
-    if value is None:
+    if value is None or (isinstance(value, float | type(pd.NA)) and pd.isna(value)):
         return ""
     text = str(value)
     if len(text) > _CELL_LIMIT:
@@ -1894,8 +2136,9 @@ def _render_html(audit: Audit, title: str, max_rows: int) -> str:
 
     shown = findings.head(max_rows)
     parts.append(f"<h2>Findings ({len(shown):,} of {len(findings):,})</h2><table><tr>")
-    columns = ["severity", "kind", "resource_type", "resource_id", "client"]
-    columns += ["attribute", "sent", "kept", "fix", "explanation"]
+    columns = ["finding_id", "severity", "kind", "resource_type", "resource_id"]
+    columns += ["client", "attribute", "sent", "kept", "expected", "fix"]
+    columns += ["explanation"]
     parts += [f"<th>{c}</th>" for c in columns]
     parts.append("</tr>")
     for row in shown.to_dict("records"):

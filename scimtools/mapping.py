@@ -923,11 +923,14 @@ _MANAGER_PATH = f"{ENTERPRISE}:manager.value"
 
 
 def _compare_prepared(
-    sent: _Prepared, other: _Prepared
+    sent: _Prepared, other: _Prepared, positions: list[int] | None = None
 ) -> list[tuple[str, str, Any, Any]]:
     """Compare two prepared resources: ``(path, status, sent, other)`` rows.
 
     The rows come in the order of `compare_resources` before its sort by path.
+    Items that share a type share a path: ``positions``, when given, receives
+    for each row the position of its sent item in its attribute's list (-1 for
+    a row outside a sent item), which tells such rows apart.
     """
     out: list[tuple[str, str, Any, Any]] = []
     multi_s, multi_o = sent.multi, other.multi
@@ -940,6 +943,7 @@ def _compare_prepared(
                 continue
             if not items_s and not items_o:
                 continue
+            where = {id(item): i for i, item in enumerate(items_s)}
             for item_s, item_o in _match_items(attribute, items_s, items_o):
                 key = _item_key(attribute, item_s if item_s is not None else item_o)
                 if item_o is None:
@@ -953,8 +957,13 @@ def _compare_prepared(
                         f"{key}.",
                         out,
                     )
+                if positions is not None:
+                    position = where.get(id(item_s), -1)
+                    positions.extend([position] * (len(out) - len(positions)))
 
     _compare_flat(sent.flat, other.flat, "", out)
+    if positions is not None:
+        positions.extend([-1] * (len(out) - len(positions)))
     if sent.manager_text != other.manager_text:
         out = [
             (row[0], "changed_form", row[2], row[3])

@@ -675,6 +675,9 @@ def _from_cell(text: Any) -> Any:
 def read_plan(path: str | Path) -> pd.DataFrame:
     """Read a plan from a CSV file (``expected`` and ``value`` hold JSON).
 
+    A cell's leading ``'`` (the mark `write_plan` puts on what a spreadsheet
+    would run as a formula) is taken off.
+
     Returns
     -------
     pandas.DataFrame
@@ -685,9 +688,13 @@ def read_plan(path: str | Path) -> pd.DataFrame:
     scimtools.errors.InputError
         The file is not UTF-8, empty or damaged CSV; the message names it.
     """
+    from scimtools.csvfiles import restore_cell
     from scimtools.inputs import read_csv
 
     frame = read_csv(path, "plan")
+    # write_plan defuses formulas for spreadsheets: a leading ' is its mark.
+    for column in frame.columns:
+        frame[column] = frame[column].map(restore_cell, na_action="ignore")
     for column in _JSON_COLUMNS:
         if column in frame.columns:
             frame[column] = frame[column].astype(object).map(_from_cell)
@@ -696,6 +703,9 @@ def read_plan(path: str | Path) -> pd.DataFrame:
 
 def write_plan(plan: pd.DataFrame, path: str | Path) -> Path:
     """Write a plan to a CSV file that `read_plan` reads back.
+
+    A cell a spreadsheet would run as a formula gets a leading ``'``
+    (`scimtools.csvfiles.defuse_cell`); cells with a line break are quoted.
 
     Examples
     --------
@@ -712,9 +722,11 @@ def write_plan(plan: pd.DataFrame, path: str | Path) -> Path:
         frame[column] = [
             "" if is_empty(v) else json.dumps(v, sort_keys=True) for v in frame[column]
         ]
-    target = Path(path)
-    frame.to_csv(target, index=False)
-    return target
+    from scimtools.csvfiles import write_csv
+
+    # Plans are approved in spreadsheets: formulas are defused, read_plan
+    # takes the mark off.
+    return write_csv(frame, path, spreadsheet_safe=True)
 
 
 def enterprise_path(attribute: str) -> str:

@@ -217,6 +217,122 @@ def test_a_manager_as_a_bare_string_calls_for_an_object() -> None:
     assert fix["value"] == {"value": "m-7"}
 
 
+def test_quality_checks_read_attribute_names_and_urns_without_case() -> None:
+    # RFC 7643 §2.1 and RFC 7644 §3.10: attribute names and URNs are
+    # case-insensitive.
+    urn = ENTERPRISE.upper().replace("EXTENSION", "extension")
+    user = {
+        "id": "u1",
+        "UserName": "ada",
+        "Emails": [{"Value": "a@example.com", "Primary": True}],
+        "Name": {"GivenName": "U", "familyname": "V"},
+        urn: {"Manager": "m-7"},
+    }
+    view = {"idp": "okta", "key": "k", "tenant_id": "u1", "profile": dict(user)}
+    group = {"id": "g1", "DisplayName": "G", "Members": [{"Value": "u1"}]}
+
+    rows = quality_findings([user], [group], views=[view])
+    audit = audit_tenant([user], [group], views=[view])
+
+    assert kinds(rows) == [("manager_not_object", f"{ENTERPRISE}:manager")]
+    assert audit.counts().to_dict().get("user_without_email") is None
+    assert audit.counts().to_dict().get("empty_group") is None
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "kind", "words"),
+    [
+        ("emails", {"value": "a@example.com"}, "user_without_email", "a JSON object"),
+        ("emails", "a@example.com", "user_without_email", "a string, not a list"),
+        ("emails", ["a@example.com"], "user_without_email", "a list holding a str"),
+        ("emails", [{"value": 5}], "invalid_email", "it is a number, not text"),
+        ("name", "Ada King", "blank_name_part", "name is a string, 'Ada King'"),
+        ("name", {"givenName": 5, "familyName": "K"}, "blank_name_part", "a number"),
+        ("manager", 7, "manager_not_object", "a number, 7"),
+        ("manager", {"displayName": "Boss"}, "manager_not_object", "without a text"),
+        ("manager", [{"value": "m-7"}], "manager_not_object", "a list of one object"),
+    ],
+)
+def test_a_value_of_the_wrong_type_is_named_with_the_shape_wanted(
+    field: str, value: Any, kind: str, words: str
+) -> None:
+    user = {"id": "u1", "userName": "ada", "name": NAME, "emails": EMAIL}
+    if field == "manager":
+        user[ENTERPRISE] = {"manager": value}
+    else:
+        user[field] = value
+
+    rows = quality_findings([user])
+
+    assert {r["kind"] for r in rows} == {kind}
+    assert all(words in r["explanation"] for r in rows), rows[0]["explanation"]
+    assert all(field in r["attribute"] for r in rows)
+
+
+def test_an_email_sent_in_the_wrong_shape_is_offered_as_the_fix() -> None:
+    user = {"id": "u1", "userName": "ada", "name": NAME, "emails": "a@example.com"}
+
+    (row,) = quality_findings([user])
+
+    assert json.loads(row["fix_value"]) == "a@example.com"
+    assert json.loads(row["expected"]) == [
+        {"primary": True, "type": "work", "value": "a@example.com"}
+    ]
+
+
+@pytest.mark.parametrize("user_name", [None, 12345, ""])
+def test_a_user_without_a_text_user_name_is_named_by_its_id(user_name: Any) -> None:
+    user = {"id": "u1", "userName": user_name, "name": NAME}
+
+    (row,) = quality_findings([user])
+
+    assert row["explanation"].startswith("User u1 (")
+    assert "None" not in row["explanation"]
+
+
+def test_an_inactive_user_sent_as_text_is_still_in_a_group() -> None:
+    # Entra sends active as the string "False"; FusionAuth binds it as a boolean.
+    users = [
+        {"id": "u1", "userName": "a", "active": "False"},
+        {"id": "u2", "userName": "b", "active": "true"},
+    ]
+    group = {
+        "id": "g1",
+        "displayName": "G",
+        "members": [{"value": "u1"}, {"value": "u2"}],
+    }
+
+    rows = quality_findings(users, [group])
+
+    assert [r["attribute"] for r in rows if r["kind"] == "inactive_in_group"] == [
+        'members[value eq "u1"]'
+    ]
+
+
+def test_a_member_listed_many_times_is_one_member_and_one_finding() -> None:
+    users = [{"id": "u6", "userName": "f", "active": False}]
+    users += [{"id": f"v{i}", "userName": f"v{i}"} for i in range(98)]
+    members = [{"value": "u6"}] * 150 + [{"value": "gone"}] * 3
+    members += [{"value": f"v{i}"} for i in range(98)]
+    group = {"id": "g1", "displayName": "G", "members": members}
+    sent = {"idp": "okta", "kind": "group", "key": "G", "tenant_id": "g1"}
+    views = [sent | {"displayName": "G", "members": ["k1", "k1", "k1"]}]
+
+    audit = audit_tenant(users, [group], views=views)
+
+    rows = audit.findings
+    assert audit.counts().to_dict() == {
+        "member_not_found": 2,
+        "present_only_on_tenant": 99,
+        "blank_name_part": 198,
+        "user_without_email": 99,
+        "inactive_in_group": 1,
+    }
+    inactive = rows[rows["kind"] == "inactive_in_group"].iloc[0]
+    assert "(listed 150 times)" in inactive["explanation"]
+    assert rows["finding_id"].is_unique
+
+
 def test_invalid_emails_and_phones_that_do_not_parse_are_findings() -> None:
     users = [
         {
@@ -249,6 +365,103 @@ def test_entras_active_as_text_is_no_loss() -> None:
     assert mapping[["kind", "attribute"]].values.tolist() == [
         ["changed_in_form", "active"]
     ]
+
+
+@pytest.fixture
+def keep_all(tmp_path: Path) -> Iterator[Any]:
+    """Lambdas that keep every email and phone number as it was sent."""
+    from scimtools.mapping import LambdaModel
+
+    request = tmp_path / "request.js"
+    request.write_text(
+        "function convert(user, options, scimUser) {\n"
+        "  user.username = scimUser.userName;\n"
+        "  user.data = {emails: scimUser.emails, phones: scimUser.phoneNumbers};\n"
+        "}\n"
+    )
+    response = tmp_path / "response.js"
+    response.write_text(
+        "function convert(scimUser, user) {\n"
+        "  scimUser.userName = user.username;\n"
+        "  scimUser.emails = user.data.emails;\n"
+        "  scimUser.phoneNumbers = user.data.phones;\n"
+        "}\n"
+    )
+    with LambdaModel.from_files(request, response) as model:
+        yield model
+
+
+@pytest.mark.parametrize(
+    ("attribute", "sent", "kept", "lost"),
+    [
+        ("emails", ["x@example.com", "y@example.com", "z@example.com"], [1, 2], [0]),
+        ("emails", ["x@example.com", "y@example.com"], [1], [0]),
+        ("emails", ["x@example.com", "y@example.com", "z@example.com"], [0, 2], [1]),
+        ("phoneNumbers", ["+12015550100", "+12015550101", "+12015550102"], [2], [0, 1]),
+    ],
+)
+def test_items_sharing_a_type_are_matched_by_value_not_by_position(
+    keep_all: Any, attribute: str, sent: list[str], kept: list[int], lost: list[int]
+) -> None:
+    items = [{"value": v, "type": "work"} for v in sent]
+    profile = {"schemas": [USER], "userName": "a", attribute: items}
+    view = {"idp": "okta", "key": "k", "tenant_id": "u1", "profile": profile}
+    user = {"id": "u1", "userName": "a", attribute: [items[i] for i in kept]}
+    compared = compare_resources(profile, user, unchanged=False)
+
+    audit = audit_tenant([user], views=[view], lambdas=keep_all)
+
+    findings = audit.findings[audit.findings["kind"] == "lost_although_mapped"]
+    assert sorted(findings["sent"]) == [sent[i] for i in lost]
+    assert sorted(d.sent for d in compared if d.status == "missing") == [
+        sent[i] for i in lost
+    ]
+    assert findings["finding_id"].is_unique
+    parts = audit.survival[["kept", "dropped", "lost", "missing"]].sum(axis=1)
+    assert (parts == audit.survival["sent"]).all()
+    survival = audit.survival.set_index("attribute").loc[f"{attribute}.value"]
+    assert (survival["sent"], survival["kept"], survival["lost"]) == (
+        len(sent),
+        len(kept),
+        len(lost),
+    )
+
+
+def test_the_survival_columns_add_up_to_what_was_sent() -> None:
+    sent = {
+        "schemas": [USER],
+        "userName": "a",
+        "displayName": "A",
+        "emails": [{"value": "a@example.com", "type": "work", "primary": True}],
+        "title": "Boss",
+        "name": {"givenName": "Ada"},
+    }
+    views = [
+        {"idp": "okta", "key": "k1", "tenant_id": "u1", "profile": sent},
+        {
+            "idp": "okta",
+            "key": "k2",
+            "tenant_id": None,
+            "status": 409,
+            "profile": sent | {"userName": "b"},
+        },
+    ]
+    users = [{"id": "u1", "userName": "a", "emails": sent["emails"]}]
+
+    audit = audit_tenant(users, views=views)
+    table = audit.summary().set_index("attribute")
+
+    parts = table[["kept", "dropped", "lost", "missing"]].sum(axis=1)
+    assert (parts == table["sent"]).all()
+    assert table.loc["userName", ["sent", "kept", "missing"]].tolist() == [2, 1, 1]
+    assert table.loc["title", ["sent", "dropped", "missing"]].tolist() == [2, 2, 0]
+    assert table.loc["name.givenName", ["sent", "lost", "missing"]].tolist() == [
+        2,
+        1,
+        1,
+    ]
+    shares = table[["share_kept", "share_lost", "share_missing"]].sum(axis=1)
+    assert (shares.round(3) == 1).all()
 
 
 def test_a_manager_entra_sent_on_the_bare_path_is_dropped_by_the_lambda() -> None:
@@ -460,8 +673,101 @@ def test_the_csv_defuses_formulas_and_the_html_shortens_huge_values(
     assert not [c for c in cells if c[:1] in ("=", "+", "-", "@")]
     assert "'" + formula in cells
     assert formula in raw.fillna("").to_numpy().ravel().tolist()
-    assert "x" * 5_000 not in page and "characters; see the CSV" in page
+    assert "x" * 5_000 not in page and "(5,000 characters)" in page
     assert len(page) < 20_000
+
+
+def test_the_report_leaves_no_value_blank_and_shows_ids_and_expected_values(
+    tmp_path: Path,
+) -> None:
+    long_name = "x" * 5_000
+    sent = {"schemas": [USER], "userName": long_name, "title": "Boss"}
+    views = [
+        {"idp": "okta", "key": "k1", "tenant_id": "u1", "profile": sent},
+        {
+            "idp": "okta",
+            "key": "k2",
+            "profile": {"userName": long_name + "y"},
+            "status": 409,
+        },
+    ]
+    users = [{"id": "u1", "userName": long_name, "name": {"givenName": "A"}}]
+    audit = audit_tenant(users, views=views)
+
+    page = audit.to_html(tmp_path / "report.html").read_text(encoding="utf-8")
+    findings = pd.read_csv(audit.to_csv(tmp_path / "f.csv"), dtype=str)
+
+    assert ">nan<" not in page and ">NaN<" not in page and "<td>None</td>" not in page
+    assert "<th>finding_id</th>" in page and "<th>expected</th>" in page
+    assert all(f"<td>{i}</td>" in page for i in audit.findings["finding_id"])
+    assert findings["explanation"].str.len().max() < 400
+    assert long_name + "y" in findings["sent"].tolist()
+    assert "… (5,000 characters)" in " ".join(findings["explanation"])
+
+
+HOSTILE = ["\r=1+1", " =1", "\n@SUM(A1)", "\t-2", "\x00+3", "a\r\nb", "'=4", "ok"]
+
+
+def test_the_csv_quotes_line_breaks_and_defuses_formulas_behind_blanks(
+    tmp_path: Path,
+) -> None:
+    import csv
+
+    findings = pd.DataFrame(
+        {column: HOSTILE for column in FINDING_COLUMNS}, dtype=object
+    )
+    audit = audit_module.Audit(findings=findings, survival=pd.DataFrame())
+
+    path = audit.to_csv(tmp_path / "findings.csv")
+    with path.open(encoding="utf-8", newline="") as file:
+        rows = list(csv.reader(file))
+
+    assert len(rows) == len(HOSTILE) + 1
+    cells = [cell for row in rows[1:] for cell in row]
+    blank = "".join(map(chr, range(33))) + "\x7f"
+    assert [c for c in cells if c.lstrip(blank)[:1] in ("=", "+", "-", "@")] == []
+    assert [row[0] for row in rows[1:]] == [
+        "'\r=1+1",
+        "' =1",
+        "'\n@SUM(A1)",
+        "'\t-2",
+        "'\x00+3",
+        "a\r\nb",
+        "''=4",
+        "ok",
+    ]
+
+
+def test_every_csv_writer_quotes_line_breaks(tmp_path: Path) -> None:
+    import csv
+
+    from scimtools.plan import make_plan, read_plan, write_plan
+
+    plan = make_plan(
+        [
+            {
+                "op": "patch",
+                "resource_type": "User",
+                "resource_id": value,
+                "path": "title",
+                "value": value,
+                "reason": value,
+            }
+            for value in HOSTILE
+        ]
+    )
+
+    path = write_plan(plan, tmp_path / "plan.csv")
+    with path.open(encoding="utf-8", newline="") as file:
+        rows = list(csv.reader(file))
+    back = read_plan(path)
+
+    assert len(rows) == len(HOSTILE) + 1
+    blank = "".join(map(chr, range(33))) + "\x7f"
+    cells = [cell for row in rows[1:] for cell in row]
+    assert [c for c in cells if c.lstrip(blank)[:1] in ("=", "+", "-", "@")] == []
+    assert sorted(back["resource_id"]) == sorted(HOSTILE)
+    assert sorted(back["value"]) == sorted(HOSTILE)
 
 
 @pytest.mark.parametrize(

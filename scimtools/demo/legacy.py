@@ -190,10 +190,9 @@ def make_legacy_directory(
 
 def write_legacy_directory(path: str | Path, **options: Any) -> Path:
     """Write `make_legacy_directory` as CSV (UTF-8) and return the path."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    make_legacy_directory(**options).frame.to_csv(target, index=False)
-    return target
+    from scimtools.csvfiles import write_csv
+
+    return write_csv(make_legacy_directory(**options).frame, path)
 
 
 def _tenant_people(demo: DemoData) -> list[tuple[Person, str]]:
