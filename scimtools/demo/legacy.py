@@ -2,8 +2,10 @@
 
 Pure data, like `scimtools.demo.generate`: the same seed and sizes give the same
 rows, byte for byte, with one Faker version. ``data/demo/legacy-directory.csv``
-is ``write_legacy_directory()`` with the defaults (3,000 rows, derived from
-``generate_demo()``'s 12,000 people).
+was written by ``write_legacy_directory()`` with the defaults (3,000 rows,
+derived from ``generate_demo()``'s 12,000 people) as the generators stood in
+commit 75d13ad; it is kept as a fixed input for notebook 05, so later changes
+to the demo generator do not change it (a fresh run gives other rows).
 
 Columns: ``employee_id`` (becomes externalId), ``login`` (userName), ``email``,
 ``full_name`` (``Given Family`` or ``Family, Given``), ``phone``, ``department``
