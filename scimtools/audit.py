@@ -877,6 +877,8 @@ def _compare_view(
                     " /EnterpriseUsers (correction plans do), or keep the"
                     " extension in the request lambda whatever schemas say."
                 )
+            elif kept is None and (miss := _filtered_miss(view, path, stored)):
+                why = miss
             else:
                 why = (
                     " a later write, another SCIM client or a manual edit; write"
@@ -985,6 +987,73 @@ def _dropped(
 def _lacks_extension(stored: Mapping[str, Any] | None) -> bool:
     schemas = stored.get("schemas") if stored else None
     return isinstance(schemas, list) and ENTERPRISE not in schemas
+
+
+_TYPE_FILTER = re.compile(r'^([A-Za-z]+)\[type eq "((?:[^"\\]|\\.)*)"\]\.', re.I)
+
+
+def _filtered_miss(
+    view: Mapping[str, Any], path: str, stored: Mapping[str, Any]
+) -> str | None:
+    """Why a value sent on a type-filtered path may be lost, if that is why.
+
+    FusionAuth applies a PATCH on ``emails[type eq "work"].value`` only to an
+    item that already matches the filter; with none, it drops the operation
+    and answers 200 (fusionauth-scim.md, PATCH). Entra sets values this way.
+
+    Examples
+    --------
+    >>> view = {"idp": "entra", "last_sent": {"Operations": [{"op": "Add",
+    ...     "path": 'phoneNumbers[type eq "mobile"].value', "value": "+1 201"}]}}
+    >>> _filtered_miss(view, 'phoneNumbers[type eq "mobile"].value', {})[:40]
+    " entra's last PATCH set phoneNumbers[typ"
+    >>> _filtered_miss(view, 'phoneNumbers[type eq "mobile"].value',
+    ...     {"phoneNumbers": [{"type": "Mobile", "value": "+1 202"}]}) is None
+    True
+    """
+    match = _TYPE_FILTER.match(path)
+    if match is None:
+        return None
+    attribute, wanted = match.group(1), match.group(2).casefold()
+    items = next(
+        (v for k, v in stored.items() if k.casefold() == attribute.casefold()), None
+    )
+    if isinstance(items, list) and any(
+        isinstance(item, Mapping) and str(item.get("type", "")).casefold() == wanted
+        for item in items
+    ):
+        return None
+    client = view.get("idp")
+    fix = (
+        f" write the whole item (a correction plan does), or have {client} add"
+        f" the item on the path {attribute!r}."
+    )
+    if _patched_on(view, path):
+        return (
+            f" {client}'s last PATCH set {path} through its filter, and the tenant"
+            f" user has no {match.group(2)!r} item for the filter to match, so"
+            " FusionAuth dropped the operation and answered 200;" + fix
+        )
+    return (
+        f" the tenant user has no {match.group(2)!r} item in {attribute}, and"
+        f" FusionAuth drops a PATCH on {path} (Entra's way to set it) when no item"
+        " matches the filter; or a later write or another client removed it;" + fix
+    )
+
+
+def _patched_on(view: Mapping[str, Any], path: str) -> bool:
+    """Tell whether the client's last request was a PATCH writing ``path``."""
+    body = view.get("last_sent")
+    operations = body.get("Operations") if isinstance(body, Mapping) else None
+    if not isinstance(operations, list):
+        return False
+    wanted = " ".join(path.casefold().split())
+    return any(
+        isinstance(op, Mapping)
+        and str(op.get("op", "")).casefold() in ("add", "replace")
+        and " ".join(str(op.get("path", "")).casefold().split()) == wanted
+        for op in operations
+    )
 
 
 def _bare_manager(view: Mapping[str, Any]) -> bool:
