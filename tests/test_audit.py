@@ -1025,9 +1025,13 @@ def _ids(tenant: Any, table: str) -> list[str]:
     return [row[0] for row in tenant.store.db.execute(f"SELECT id FROM {table}")]
 
 
-def _dropped_filtered_patches(streams: list[dict]) -> set[tuple[int, str]]:
-    """(person, path) of values a PATCH set through a type filter that matched
-    no item, so that FusionAuth dropped it, and no later full write set again.
+def _filtered_patches(
+    streams: list[dict],
+) -> tuple[set[tuple[int, str]], set[tuple[int, str]]]:
+    """(person, path) of values PATCHed through a type filter: those dropped
+    because the filter matched no item, and those that replaced an item's
+    value with the same value in another form (case); each until the next
+    full write.
 
     Each person's tenant user is followed through its successful full writes
     (a create or a PUT, run through the default lambdas); a filtered
@@ -1050,13 +1054,14 @@ def _dropped_filtered_patches(streams: list[dict]) -> set[tuple[int, str]]:
         kept = model.predict([r["request"]["body"] for r in full])
     state: dict[int, dict] = {}
     rendered = {id(r): k for r, k in zip(full, kept, strict=True)}
-    lost: dict[tuple[int, str], bool] = {}
+    lost: set[tuple[int, str]] = set()
+    reformed: set[tuple[int, str]] = set()
     for record in writes:
         person = record["person"]
         if id(record) in rendered:
             state[person] = rendered[id(record)]
-            for key in [k for k in lost if k[0] == person]:
-                del lost[key]
+            lost = {k for k in lost if k[0] != person}
+            reformed = {k for k in reformed if k[0] != person}
             continue
         for op in record["request"]["body"].get("Operations") or []:
             path = str(op.get("path") or "")
@@ -1065,9 +1070,15 @@ def _dropped_filtered_patches(streams: list[dict]) -> set[tuple[int, str]]:
                 continue
             items = (state.get(person) or {}).get(match.group(1)) or []
             wanted = match.group(2).casefold()
-            if not any(str(i.get("type", "")).casefold() == wanted for i in items):
-                lost[(person, generic_path(path))] = True
-    return set(lost)
+            hits = [i for i in items if str(i.get("type", "")).casefold() == wanted]
+            value = op.get("value")
+            if not hits:
+                lost.add((person, generic_path(path)))
+            elif path.endswith("].value") and isinstance(value, str):
+                old = hits[0].get("value")
+                if old != value and str(old).casefold() == value.casefold():
+                    reformed.add((person, generic_path(path)))
+    return lost, reformed
 
 
 def _truth(demo: dict[str, Any]) -> dict[str, set[tuple[Any, ...]]]:
@@ -1213,7 +1224,9 @@ def _truth(demo: dict[str, Any]) -> dict[str, set[tuple[Any, ...]]]:
         )
         if overwritten or schemas_lost:
             planted["lost_although_mapped"].add((index, attribute))
-    planted["lost_although_mapped"] |= _dropped_filtered_patches(demo["streams"])
+    dropped, reformed = _filtered_patches(demo["streams"])
+    planted["lost_although_mapped"] |= dropped
+    planted["changed_in_form"] |= reformed
     planted["group_over_100"] = {
         ("Group", v["tenant_id"])
         for v in views
