@@ -250,28 +250,44 @@ def load_idp_views(directory: str | Path | None = None) -> list[dict[str, Any]]:
     Raises
     ------
     FileNotFoundError
-        When the directory has no ``.jsonl`` file.
+        When the path does not exist or the directory has no ``.jsonl`` file.
     scimtools.errors.InputError
-        A file is not UTF-8 or a line is not a JSON object; names file and line.
+        A file is not UTF-8 or a line is not a JSON object (names file and
+        line), or no file holds a record (an empty file alone is logged).
     """
     if directory is None:
         from scimtools.config import demo_db_path
 
         directory = demo_db_path().parent / "idp-views"
+    from scimtools.errors import InputError, InputFileNotFoundError
+    from scimtools.inputs import read_jsonl
+
     folder = Path(directory)
+    if not folder.exists():
+        raise InputFileNotFoundError(
+            f"IdP views {folder} do not exist; check the path (a folder of *.jsonl"
+            " files or one such file), or build the demo tenant with `scimtools"
+            " demo build`"
+        )
     files = [folder] if folder.is_file() else sorted(folder.glob("*.jsonl"))
     if not files:
-        from scimtools.errors import InputFileNotFoundError
-
         raise InputFileNotFoundError(
             f"no IdP views (*.jsonl) in {directory}; build the demo tenant with"
             " `scimtools demo build` or pass the folder of an IdP export"
         )
-    from scimtools.inputs import read_jsonl
 
     views = []
     for file in files:
-        views.extend(read_jsonl(file, "IdP view"))
+        records = read_jsonl(file, "IdP view")
+        if not records:
+            logger.warning("IdP view file %s holds no records", file)
+        views.extend(records)
+    if not views:
+        raise InputError(
+            f"the IdP views in {directory} hold no records: an audit against them"
+            " would check the tenant's data quality only; export the IdP's"
+            " provisioned users again"
+        )
     logger.info("Read %d IdP view records from %d files", len(views), len(files))
     return views
 
@@ -662,8 +678,22 @@ def _predicted_chunks(
         # Canonical keys of what was sent, computed once for the lambdas and
         # both comparisons.
         sent_canonical = [_canonical_keys(p) for p in profiles]
+        # What the lambdas received, where it differs from what the client
+        # believes it sent (a manager PATCHed on the bare path).
+        received = [
+            _as_received(v, c) for v, c in zip(views, sent_canonical, strict=True)
+        ]
         try:
-            predicted = model._predict(profiles, sent_canonical)
+            predicted = model._predict(
+                [
+                    r if r is not None else p
+                    for r, p in zip(received, profiles, strict=True)
+                ],
+                [
+                    r if r is not None else c
+                    for r, c in zip(received, sent_canonical, strict=True)
+                ],
+            )
         except LambdaError as exc:
             raise _name_failing_view(model, views, sent_canonical, exc) from exc
         ids = list(matched[start : start + _CHUNK])
@@ -816,6 +846,29 @@ def _compare_view(
     for (path, position), (_, status, value, other) in sorted(by_prediction.items()):
         counter = survival[(client, generic_path(path))]
         counter["sent"] += 1
+        if (
+            status in ("missing", "changed")
+            and path.startswith(_MANAGER)
+            and (_bare_manager(view))
+        ):
+            # The client believes it set the extension's manager; it sent a
+            # PATCH on the bare path "manager", which these lambdas do not map.
+            counter["dropped"] += 1
+            rows.append(
+                _dropped(
+                    path,
+                    value,
+                    None,
+                    f"{client} sends the manager as a PATCH on the bare path"
+                    " 'manager' (not the enterprise extension's), which the lambdas"
+                    " do not map, so the tenant holds none; map scimUser.manager in"
+                    " the request lambda (data/lambdas/corrected/ does), or have"
+                    " the IdP write the enterprise manager.",
+                    common,
+                    expected=None,
+                )
+            )
+            continue
         if status in ("missing", "changed"):
             counter["dropped"] += 1
             rows.append(
@@ -838,29 +891,6 @@ def _compare_view(
         if actual is None and "]." in path and not path.endswith("].value"):
             # The whole item is missing: its value's finding covers it.
             counter["lost"] += 1
-            continue
-        if (
-            (actual is None or actual[1] == "missing")
-            and path.startswith(_MANAGER)
-            and _bare_manager(view)
-        ):
-            # What was sent differs from the profile: Entra sends the manager
-            # as a PATCH on the bare path "manager", which no lambda maps.
-            counter["dropped"] += 1
-            rows.append(
-                _dropped(
-                    path,
-                    value,
-                    None,
-                    f"{client} sends the manager as a PATCH on the bare path"
-                    " 'manager' (not the enterprise extension's), which the lambdas"
-                    " do not map, so the tenant holds none; map scimUser.manager in"
-                    " the request lambda, or have the IdP write the enterprise"
-                    " manager.",
-                    common,
-                    expected=other,
-                )
-            )
             continue
         if actual is None or actual[1] in ("missing", "changed"):
             counter["lost"] += 1
@@ -1054,6 +1084,27 @@ def _patched_on(view: Mapping[str, Any], path: str) -> bool:
         and " ".join(str(op.get("path", "")).casefold().split()) == wanted
         for op in operations
     )
+
+
+def _as_received(
+    view: Mapping[str, Any], sent_c: Mapping[str, Any]
+) -> dict[str, Any] | None:
+    """The payload the lambdas got, when it is not the view's profile; else None.
+
+    A client that PATCHes the bare path "manager" believes it set the
+    enterprise manager; FusionAuth applies the op to the rendered user, so the
+    request lambda finds the manager at the top level, not in the extension.
+    ``sent_c`` has canonical keys (`_canonical_keys`), and so has the answer.
+    """
+    if not _bare_manager(view):
+        return None
+    extension = sent_c.get(ENTERPRISE)
+    if not isinstance(extension, Mapping) or "manager" not in extension:
+        return None
+    received = dict(sent_c)
+    received[ENTERPRISE] = {k: v for k, v in extension.items() if k != "manager"}
+    received["manager"] = [extension["manager"]]
+    return received
 
 
 def _bare_manager(view: Mapping[str, Any]) -> bool:

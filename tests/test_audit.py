@@ -32,6 +32,7 @@ from scimtools.mapping import compare_resources, generic_path, load_lambdas
 
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"
+CORRECTED = Path(__file__).resolve().parents[1] / "data" / "lambdas" / "corrected"
 NAME = {"givenName": "Ada", "familyName": "King"}
 EMAIL = [{"value": "ada@example.com", "type": "work", "primary": True}]
 
@@ -475,14 +476,20 @@ def test_a_manager_entra_sent_on_the_bare_path_is_dropped_by_the_lambda() -> Non
     other = {"Operations": [{"op": "Replace", "path": "active", "value": "False"}]}
     users = [{"id": "u1", "userName": "a", ENTERPRISE: {"department": "R&D"}}]
 
-    def audit_with(last_sent: dict) -> list[list[str]]:
+    def audit_with(last_sent: dict, lambdas: Any = None) -> list[list[str]]:
         view = {"idp": "entra", "key": "k", "tenant_id": "u1", "profile": sent}
-        found = audit_tenant(users, views=[view | {"last_sent": last_sent}]).findings
+        views = [view | {"last_sent": last_sent}]
+        found = audit_tenant(users, views=views, lambdas=lambdas).findings
         found = found[found["attribute"].str.endswith("manager.value")]
         return found[["kind", "fix"]].values.tolist()
 
     assert audit_with(patch) == [["dropped_by_lambda", "lambda"]]
     assert audit_with(other) == [["lost_although_mapped", "data"]]
+    # Lambdas that map the bare path keep it: the tenant, written before, lost it.
+    with load_lambdas(CORRECTED) as corrected:
+        assert audit_with(patch, corrected) == [["lost_although_mapped", "data"]]
+        users[0][ENTERPRISE]["manager"] = {"value": "u9"}
+        assert audit_with(patch, corrected) == []
 
 
 def test_a_membership_the_tenant_lost_is_found_and_planned_back() -> None:
@@ -1415,3 +1422,18 @@ def test_inactive_members_are_inactive_users_of_those_groups(demo) -> None:
         user_id = row["attribute"].split('"')[1]
         assert demo["users"][user_id]["active"] is False
         assert (row["resource_id"], user_id) in members
+
+
+def test_load_idp_views_names_a_path_that_does_not_exist_and_empty_views(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from scimtools.errors import InputError
+
+    with pytest.raises(FileNotFoundError, match="nope.jsonl do not exist; check"):
+        load_idp_views(tmp_path / "nope.jsonl")
+    (tmp_path / "okta.jsonl").write_text("\n")
+    with pytest.raises(InputError, match="hold no records"):
+        load_idp_views(tmp_path)
+    (tmp_path / "entra.jsonl").write_text('{"kind": "user", "idp": "entra"}\n')
+    assert len(load_idp_views(tmp_path)) == 1
+    assert "okta.jsonl holds no records" in caplog.text
