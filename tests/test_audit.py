@@ -1148,14 +1148,20 @@ def _truth(demo: dict[str, Any]) -> dict[str, set[tuple[Any, ...]]]:
 
     # Entra's manager PATCH goes to the bare path "manager", which the lambdas
     # drop, although the IdP believes it set the extension's manager; its other
-    # shape (a bare string on the URN path) is kept. An Entra account the tenant
-    # never created, or whose manager it never created, sends no manager PATCH
-    # at all (the replay skips it).
+    # shape (a bare string on the URN path) is kept. The replay skips the
+    # manager PATCH of an Entra account the tenant never created, which still
+    # believes it sent it: the lambdas would drop it all the same (as they
+    # drop what else such an account sends). One whose manager the tenant
+    # never created has no manager in its profile.
     strings = set(generated.planted["manager_as_string"])
     for record in demo["streams"]:
+        view = built[("entra", record["key"])] if record["idp"] == "entra" else {}
+        believed = view.get("tenant_id") is None and (
+            (view.get("profile") or {}).get(ENTERPRISE) or {}
+        ).get("manager")
         if (
             record["action"] == "user.manager"
-            and (record.get("result") or {}).get("status") == 200
+            and ((record.get("result") or {}).get("status") == 200 or believed)
             and ("entra", record["key"]) not in strings
         ):
             planted["dropped_by_lambda"].add(
