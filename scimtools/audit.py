@@ -591,6 +591,8 @@ def _mapping_findings(
                 total[column] += number
     _name_holders(rows, user_views, tenant)
     rows.extend(_unclaimed_users(tenant, matched))
+    groups = list(groups)
+    views = _match_groups(views, groups)
     rows.extend(_group_mapping(views, groups))
     rows.extend(_lost_memberships(views, groups, user_views, matched))
     table = pd.DataFrame(
@@ -1297,6 +1299,33 @@ def _lost_memberships(
     return rows
 
 
+def _match_groups(
+    views: Sequence[Mapping[str, Any]], groups: Sequence[Mapping[str, Any]]
+) -> list[Mapping[str, Any]]:
+    """The views, with the tenant id of a group view that has none filled in.
+
+    A group view without ``tenant_id`` is matched by displayName without case,
+    unless an ``outcome``, ``status`` or ``error`` says its create failed
+    (then the group of that name belongs to someone else).
+    """
+    names: dict[str, str] = {}
+    for group in sorted(groups, key=lambda g: str(g.get("id"))):
+        folded = _fold(group.get("displayName"))
+        if folded is not None and group.get("id"):
+            names.setdefault(folded, group["id"])
+    out: list[Mapping[str, Any]] = []
+    for view in views:
+        if (
+            view.get("kind") == "group"
+            and view.get("tenant_id") is None
+            and not _got_no_id(view)
+            and (found := names.get(_fold(view.get("displayName")) or ""))
+        ):
+            view = {**view, "tenant_id": found}
+        out.append(view)
+    return out
+
+
 def _group_mapping(
     views: Sequence[Mapping[str, Any]], groups: Iterable[Mapping[str, Any]]
 ) -> list[dict[str, Any]]:
@@ -1333,9 +1362,13 @@ def _group_mapping(
                     f" {_brief_value(view.get('displayName'))} but has no group of"
                     " its own on the tenant"
                     + _error_note(view)
-                    + f": group {holder} holds"
-                    " that name (another client created it). Link the client's"
-                    " group to it, or rename one of them.",
+                    + f": group {holder} holds that name"
+                    + (
+                        " (another client created it)"
+                        if _got_no_id(view)
+                        else " (the client's own group is gone)"
+                    )
+                    + ". Link the client's group to it, or rename one of them.",
                 )
             )
             continue

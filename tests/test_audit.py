@@ -1443,3 +1443,31 @@ def test_load_idp_views_names_a_path_that_does_not_exist_and_empty_views(
     (tmp_path / "entra.jsonl").write_text('{"kind": "user", "idp": "entra"}\n')
     assert len(load_idp_views(tmp_path)) == 1
     assert "okta.jsonl holds no records" in caplog.text
+
+
+def test_a_group_view_without_a_tenant_id_is_matched_by_display_name() -> None:
+    users = [
+        {"id": f"u{i}", "userName": f"u{i}", "name": NAME, "emails": EMAIL}
+        for i in (1, 2)
+    ]
+    groups = [{"id": "g1", "displayName": "Eng", "members": [{"value": "u1"}]}]
+    views = [
+        _view("k1", "u1", "u1"),
+        _view("k2", "u2", "u2"),
+        {"kind": "group", "idp": "entra", "key": "G", "displayName": "ENG"}
+        | {"members": ["k1", "k2"]},
+        {"kind": "group", "idp": "okta", "key": "O", "displayName": "eng"}
+        | {"members": [], "tenant_id": None, "status": 409},
+    ]
+
+    findings = audit_tenant(users, groups, views=views).findings
+    rows = findings[findings["resource_type"] == "Group"]
+
+    assert sorted(
+        rows[["kind", "client", "attribute", "expected"]].values.tolist()
+    ) == [
+        ["lost_although_mapped", "entra", 'members[value eq "u2"]', "u2"],
+        ["missing_on_tenant", "okta", "id", "g1"],
+    ]
+    okta = rows[rows["client"] == "okta"].iloc[0]
+    assert "another client created it" in okta["explanation"]
