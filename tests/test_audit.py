@@ -584,7 +584,7 @@ def test_a_create_refused_with_409_names_the_user_and_group_that_hold_it() -> No
     views = [
         _view("e-1", "Ada@Example.com", None) | {"status": 409, "error": error},
         {"kind": "group", "idp": "entra", "key": "G", "tenant_id": None}
-        | {"displayName": "SALES", "members": ["e-1"]},
+        | {"displayName": "SALES", "members": ["e-1"], "status": 409},
     ]
 
     rows = audit_tenant(users, groups, views=views).findings
