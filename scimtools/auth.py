@@ -137,7 +137,8 @@ def check_no_userinfo(url: httpx.URL | str, name: str = "the URL") -> None:
     Raises
     ------
     scimtools.errors.ConfigError
-        ``url`` has a user-information part (or is not a URL at all).
+        ``url`` has a user-information part, a query or fragment, or is not an
+        http(s) URL with a host.
 
     Examples
     --------
@@ -150,17 +151,27 @@ def check_no_userinfo(url: httpx.URL | str, name: str = "the URL") -> None:
     """
     from scimtools.errors import ConfigError
 
+    text = str(url)
+    shape = "https://host[:port][/path]"
     try:
-        parsed = httpx.URL(url)
+        parsed = httpx.URL(text)
     except (httpx.InvalidURL, TypeError):
-        raise ConfigError(
-            f"{name} is not a valid URL; give https://host[:port]"
-        ) from None
-    if parsed.userinfo:
+        raise ConfigError(f"{name} is not a valid URL; give {shape}") from None
+    if parsed.userinfo or "@" in text.split("?", 1)[0].split("#", 1)[0]:
         raise ConfigError(
             f"{name} holds a user name or password before the host; remove it"
-            " (https://host[:port]) and give the secret as SCIM_CLIENT_SECRET or"
+            f" ({shape}) and give the secret as SCIM_CLIENT_SECRET or"
             " SCIM_TOKEN, which are never shown"
+        )
+    if parsed.scheme not in ("http", "https") or not parsed.host or "\\" in text:
+        raise ConfigError(
+            f"{name} is not an http(s) URL with a host; give {shape} (the value"
+            " is not shown, in case it holds a secret)"
+        )
+    if parsed.query or parsed.fragment:
+        raise ConfigError(
+            f"{name} carries a query or fragment (?... or #...); remove it and"
+            " give a token as SCIM_TOKEN, which is never shown"
         )
 
 

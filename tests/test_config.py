@@ -112,3 +112,29 @@ def test_a_client_built_by_hand_refuses_a_url_with_a_password_in_it() -> None:
         ClientCredentialsAuth(
             "https://u:SECRETPW@a.example/oauth2/token", "c", "s", "e"
         )
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "u:SECRETPW@auth.example.com",
+        "https:\\\\u:SECRETPW@127.0.0.1:9",
+        "https:/u:SECRETPW@127.0.0.1:9",
+        "ftp://auth.example.com",
+        "auth.example.com",
+        "https://auth.example.com/api?token=SECRETPW",
+        "https://auth.example.com/#SECRETPW",
+    ],
+)
+def test_a_url_setting_that_is_not_plain_http_s_is_refused_without_showing_it(
+    url: str,
+) -> None:
+    from scimtools.auth import check_no_userinfo
+
+    with pytest.raises(ConfigError, match="FUSIONAUTH_URL") as err:
+        check_no_userinfo(url, "FUSIONAUTH_URL")
+    assert "SECRETPW" not in str(err.value)
+    environ = {"SCIM_BASE_URL": url, "SCIM_TOKEN": "t"}
+    with pytest.raises(ConfigError, match="SCIM_BASE_URL") as err:
+        connect(env_file=None, environ=environ)
+    assert "SECRETPW" not in str(err.value)
