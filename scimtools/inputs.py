@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -109,9 +110,35 @@ def _constant(name: str) -> Any:
     raise _StrictJSONError(f"{name} is not a JSON value; write null or a number")
 
 
+def _float(text: str) -> float:
+    number = float(text)
+    if number in (float("inf"), float("-inf")):
+        raise _StrictJSONError(
+            f"{text[:20]} is too large for a number (it would be read as infinity);"
+            " write it as text or fix it"
+        )
+    return number
+
+
+_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
 def _loads(text: str) -> Any:
-    """`json.loads`, refusing repeated keys and NaN/Infinity instead of bending them."""
-    return json.loads(text, object_pairs_hook=_object, parse_constant=_constant)
+    """`json.loads`, refusing what it would bend or lose: repeated keys, NaN,
+    Infinity, numbers too large for a float, and lone surrogates (text that no
+    UTF-8 file, DataFrame or server can hold)."""
+    value = json.loads(
+        text, object_pairs_hook=_object, parse_constant=_constant, parse_float=_float
+    )
+    if _SURROGATE.search(text):
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise _StrictJSONError(
+                "a \\uD800-\\uDFFF escape that is not half of a surrogate pair"
+                " stands for no character; fix the text where it was exported"
+            ) from None
+    return value
 
 
 def read_jsonl(path: str | Path, what: str) -> list[dict[str, Any]]:

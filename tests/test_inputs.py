@@ -17,6 +17,9 @@ from scimtools.inputs import read_json, read_jsonl
         ('{"name": {"givenName": "A", "givenName": "B"}}', "key 'givenName'"),
         ('{"age": NaN}', "NaN is not a JSON value"),
         ('{"age": -Infinity}', "-Infinity is not a JSON value"),
+        ('{"age": 1e999}', "1e999 is too large for a number"),
+        ('{"userName": "a\\ud800"}', "not half of a surrogate pair"),
+        ('{"name": {"x": ["\\udc00b"]}}', "not half of a surrogate pair"),
     ],
 )
 def test_jsonl_lines_that_would_lose_or_bend_a_value_are_refused(
@@ -41,9 +44,13 @@ def test_a_json_document_with_a_repeated_key_is_refused(tmp_path: Path) -> None:
 
 def test_the_same_key_in_separate_objects_is_fine(tmp_path: Path) -> None:
     path = tmp_path / "views.jsonl"
-    path.write_text('{"a": {"value": 1}, "b": {"value": 2}}\n{"a": 1.5e3}\n')
+    path.write_text(
+        '{"a": {"value": 1}, "b": {"value": 2}}\n{"a": 1.5e3}\n'
+        '{"emoji": "\\ud83d\\ude00", "big": 1e308}\n'
+    )
 
     assert read_jsonl(path, "IdP view") == [
         {"a": {"value": 1}, "b": {"value": 2}},
         {"a": 1500.0},
+        {"emoji": "\U0001f600", "big": 1e308},
     ]
