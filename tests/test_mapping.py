@@ -453,6 +453,26 @@ def test_the_corrected_lambdas_keep_the_home_email_the_default_keeps(
     assert user["email"] == "ada@example.net"  # FusionAuth's login, as by default
 
 
+def test_the_corrected_lambdas_type_the_kept_items_as_the_default_does(
+    model: LambdaModel, corrected: LambdaModel
+) -> None:
+    # Untyped, a kept email would not match Entra's later PATCH on
+    # emails[type eq "work"].value, which FusionAuth then drops.
+    sent = {
+        "userName": "ada",
+        "emails": [{"value": "ada@example.com", "primary": True}, {"value": "b@x.co"}],
+        "phoneNumbers": [{"value": "+12015550123", "primary": True}],
+    }
+
+    default = model.predict([sent])[0]
+    fixed = corrected.predict([sent])[0]
+
+    assert default["emails"][0]["type"] == fixed["emails"][0]["type"] == "work"
+    assert default["phoneNumbers"][0]["type"] == "mobile"
+    assert fixed["phoneNumbers"][0]["type"] == "mobile"
+    assert fixed["emails"][1] == {"value": "b@x.co"}
+
+
 @pytest.mark.parametrize(
     "manager",
     ["m-7", {"value": "m-7"}, [{"$ref": "../Users/m-7", "value": "m-7"}]],

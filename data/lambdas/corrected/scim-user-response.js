@@ -36,17 +36,27 @@ function convert(scimUser, user) {
   });
 }
 
-// The items kept in user.data when they hold FusionAuth's own value (`kept`);
-// when it was changed in FusionAuth, it comes first as the primary item, of
+// The items kept in user.data when they hold FusionAuth's own value (`kept`),
+// that item typed `type` if it was sent without a type (as the default renders
+// it, so that a later PATCH on emails[type eq "work"].value finds it); when
+// the value was changed in FusionAuth, it comes first as the primary item, of
 // `type`, and the kept items follow as not primary.
 function items(stored, kept, type) {
   var list = (stored || []).filter(function (item) {
     return item && item.value;
   });
-  var found = list.some(function (item) {
-    return String(item.value).toLowerCase() === String(kept).toLowerCase();
+  var index = -1;
+  list.forEach(function (item, i) {
+    if (index === -1 &&
+        String(item.value).toLowerCase() === String(kept).toLowerCase()) {
+      index = i;
+    }
   });
-  if (found) {
+  if (index !== -1) {
+    if (!list[index].type) {
+      list[index] = JSON.parse(JSON.stringify(list[index]));
+      list[index].type = type;
+    }
     return list;
   }
   return [{primary: true, value: kept, type: type}].concat(
