@@ -1021,7 +1021,9 @@ def _lacks_extension(stored: Mapping[str, Any] | None) -> bool:
     return isinstance(schemas, list) and ENTERPRISE not in schemas
 
 
-_TYPE_FILTER = re.compile(r'^([A-Za-z]+)\[type eq "((?:[^"\\]|\\.)*)"\]\.', re.I)
+_TYPE_FILTER = re.compile(
+    r'^([A-Za-z]+)\[\s*type\s+eq\s+"((?:[^"\\]|\\.)*)"\s*\]\.', re.I
+)
 
 
 def _filtered_miss(
@@ -1068,7 +1070,7 @@ def _filtered_miss(
         )
     return (
         f" the tenant user has no {match.group(2)!r} item in {attribute}, and"
-        f" FusionAuth drops a PATCH on {path} (Entra's way to set it) when no item"
+        f" FusionAuth drops a PATCH on {path} (as Entra sets values) when no item"
         " matches the filter; or a later write or another client removed it;" + fix
     )
 
@@ -1079,11 +1081,11 @@ def _patched_on(view: Mapping[str, Any], path: str) -> bool:
     operations = body.get("Operations") if isinstance(body, Mapping) else None
     if not isinstance(operations, list):
         return False
-    wanted = " ".join(path.casefold().split())
+    wanted = "".join(path.casefold().split())
     return any(
         isinstance(op, Mapping)
         and str(op.get("op", "")).casefold() in ("add", "replace")
-        and " ".join(str(op.get("path", "")).casefold().split()) == wanted
+        and "".join(str(op.get("path", "")).casefold().split()) == wanted
         for op in operations
     )
 

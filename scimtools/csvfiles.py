@@ -25,10 +25,12 @@ import pandas as pd
 
 __all__ = ["defuse_cell", "restore_cell", "write_csv"]
 
-# Whitespace and control characters (C0, DEL, C1, zero-width, BOM) that a
-# spreadsheet skips before it looks for a formula.
+# Whitespace and invisible characters (C0, DEL, C1, soft hyphen, zero-width
+# and bidi controls, word joiner, BOM) that a spreadsheet may skip before it
+# looks for a formula; the full-width forms of = + - @ are treated as those.
 _FORMULA = re.compile(
-    "^(?:[\t\r]|[\\s\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\ufeff]*[=+\\-@])"
+    "^(?:[\t\r]|[\\s\x00-\x1f\x7f-\x9f\xad\u200b-\u200f\u2028-\u202e"
+    "\u2060-\u206f\ufeff]*[=+\\-@\uff1d\uff0b\uff0d\uff20\ufe66\ufe62\ufe63])"
 )
 
 

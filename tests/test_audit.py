@@ -780,6 +780,18 @@ def test_the_csv_quotes_line_breaks_and_defuses_formulas_behind_blanks(
     ]
 
 
+@pytest.mark.parametrize(
+    "cell",
+    ["\uff1d1+1", "\uff0b1", "\uff0d1", "\uff201", "\ufe661", "\u2060=1"]
+    + ["\u202e=1", "\xad=1", "\u2066=1", "\u3000=1", "\u200b@x"],
+)
+def test_invisible_and_full_width_formula_starts_are_defused(cell: str) -> None:
+    from scimtools.csvfiles import defuse_cell, restore_cell
+
+    assert defuse_cell(cell) == "'" + cell
+    assert restore_cell(defuse_cell(cell)) == cell
+
+
 def test_every_csv_writer_quotes_line_breaks(tmp_path: Path) -> None:
     import csv
 
