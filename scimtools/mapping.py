@@ -1084,7 +1084,10 @@ def bench_lambda(
         written = _written_fields(model, payload, user)
         rendered = _rendered_fields(model, payload, user, scim)
         for diff in compare_resources(payload, scim):
-            fields = (written if diff.sent is not None else rendered).get(diff.path)
+            if diff.sent is not None:
+                fields = written.get((diff.path, _show(diff.sent)))
+            else:
+                fields = rendered.get(diff.path)
             rows.append(
                 {
                     "payload": label,
@@ -1202,8 +1205,8 @@ def _markers(doc: Any, count: int) -> list[str]:
 
 def _written_fields(
     model: LambdaModel, payload: Mapping[str, Any], user: Mapping[str, Any]
-) -> dict[str, list[str]]:
-    """SCIM path sent -> the user fields the request lambda writes it into.
+) -> dict[tuple[str, Any], list[str]]:
+    """(SCIM path, value sent) -> the user fields the request lambda writes it into.
 
     Each sent leaf is replaced in turn by a probe (a marked text, a flipped
     boolean, a number plus one) and the request lambda runs again: a field that
@@ -1240,7 +1243,8 @@ def _written_fields(
             continue
         for diff in compare_resources(payload, variant, unchanged=False):
             if diff.status != "added":
-                known = fields.setdefault(diff.path, [])
+                # Items of one type share a path: the value sent tells them apart.
+                known = fields.setdefault((diff.path, _show(diff.sent)), [])
                 known.extend(f for f in written if f not in known)
     return fields
 

@@ -578,3 +578,20 @@ def test_flatten_accepts_one_value_written_two_ways() -> None:
 
 def test_a_filter_with_an_unclosed_quote_is_read_by_its_brackets() -> None:
     assert generic_path('emails[value eq "a].value') == "emails.value"
+
+
+def test_the_bench_tells_apart_items_of_one_type_by_their_value(
+    corrected: LambdaModel,
+) -> None:
+    emails = [
+        {"value": "a@e.com", "type": "work"},
+        {"value": "b@e.com", "type": "work"},
+    ]
+
+    bench = bench_lambda(corrected, [{"userName": "ada", "emails": emails}])
+    values = bench[bench["path"] == 'emails[type eq "work"].value']
+
+    assert values[["sent", "stored"]].values.tolist() == [
+        ["a@e.com", "data.emails[0].value=a@e.com, email=a@e.com"],
+        ["b@e.com", "data.emails[1].value=b@e.com"],
+    ]
