@@ -1423,9 +1423,21 @@ def quality_findings(
     """
     # Attribute names and schema URNs are case-insensitive (RFC 7643 §2.1,
     # RFC 7644 §3.10): the checks read them spelled canonically.
-    users = [_canonical_keys(u) for u in users if u.get("id")]
-    groups = [_canonical_keys(g) for g in groups if g.get("id")]
-    views = _canonical_views(views)
+    return _quality(
+        [_canonical_keys(u) for u in users if u.get("id")],
+        [_canonical_keys(g) for g in groups if g.get("id")],
+        _canonical_views(views),
+        region,
+    )
+
+
+def _quality(
+    users: list[dict[str, Any]],
+    groups: list[dict[str, Any]],
+    views: list[Mapping[str, Any]],
+    region: str,
+) -> list[dict[str, Any]]:
+    """`quality_findings` on resources and views with canonical names already."""
     user_views = _user_views(views)
     sent_email = _sent_emails(user_views)
     rows: list[dict[str, Any]] = []
@@ -2110,7 +2122,8 @@ def audit_tenant(
     survival = pd.DataFrame(columns=["client", "attribute", *_SURVIVAL])
 
     def quality() -> list[dict[str, Any]]:
-        return quality_findings(users, groups, views=views, region=region)
+        # Canonical already, and every resource has an id (`_check_inputs`).
+        return _quality(users, groups, views, region)
 
     if views:
         # The data-quality checks run while the workers finish their comparisons.
