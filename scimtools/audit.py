@@ -1077,17 +1077,21 @@ def _filtered_miss(
 
 def _patched_on(view: Mapping[str, Any], path: str) -> bool:
     """Tell whether the client's last request was a PATCH writing ``path``."""
+    wanted = "".join(path.casefold().split())
+    return any(
+        str(op.get("op", "")).casefold() in ("add", "replace")
+        and "".join(str(op.get("path", "")).casefold().split()) == wanted
+        for op in _last_operations(view)
+    )
+
+
+def _last_operations(view: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The PATCH operations of the client's last request (none for a PUT)."""
     body = view.get("last_sent")
     operations = body.get("Operations") if isinstance(body, Mapping) else None
     if not isinstance(operations, list):
-        return False
-    wanted = "".join(path.casefold().split())
-    return any(
-        isinstance(op, Mapping)
-        and str(op.get("op", "")).casefold() in ("add", "replace")
-        and "".join(str(op.get("path", "")).casefold().split()) == wanted
-        for op in operations
-    )
+        return []
+    return [op for op in operations if isinstance(op, Mapping)]
 
 
 def _as_received(
@@ -1123,13 +1127,8 @@ def _bare_manager(view: Mapping[str, Any]) -> bool:
     ...     "path": f"{ENTERPRISE}:manager", "value": "m-7"}]}})
     False
     """
-    body = view.get("last_sent")
-    operations = body.get("Operations") if isinstance(body, Mapping) else None
-    if not isinstance(operations, list):
-        return False
     return any(
-        isinstance(op, Mapping) and str(op.get("path", "")).lower() == "manager"
-        for op in operations
+        str(op.get("path", "")).lower() == "manager" for op in _last_operations(view)
     )
 
 
@@ -1310,11 +1309,7 @@ def _match_groups(
     unless an ``outcome``, ``status`` or ``error`` says its create failed
     (then the group of that name belongs to someone else).
     """
-    names: dict[str, str] = {}
-    for group in sorted(groups, key=lambda g: str(g.get("id"))):
-        folded = _fold(group.get("displayName"))
-        if folded is not None and group.get("id"):
-            names.setdefault(folded, group["id"])
+    names = _group_names(groups)
     out: list[Mapping[str, Any]] = []
     for view in views:
         if (
@@ -1328,17 +1323,23 @@ def _match_groups(
     return out
 
 
+def _group_names(groups: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    """displayName without case -> the id of the first group (by id) holding it."""
+    names: dict[str, str] = {}
+    for group in sorted(groups, key=lambda g: str(g.get("id"))):
+        folded = _fold(group.get("displayName"))
+        if folded is not None and group.get("id"):
+            names.setdefault(folded, group["id"])
+    return names
+
+
 def _group_mapping(
     views: Sequence[Mapping[str, Any]], groups: Iterable[Mapping[str, Any]]
 ) -> list[dict[str, Any]]:
     groups = {g["id"]: g for g in groups if g.get("id")}
     if not groups:
         return []
-    names: dict[str, str] = {}
-    for group_id, group in sorted(groups.items()):
-        folded = _fold(group.get("displayName"))
-        if folded is not None:
-            names.setdefault(folded, group_id)
+    names = _group_names(groups.values())
     rows = []
     for view in views:
         if view.get("kind") != "group":
