@@ -676,26 +676,16 @@ def _predicted_chunks(
 
     for start in range(0, len(user_views), _CHUNK):
         views = list(user_views[start : start + _CHUNK])
-        profiles = [v["profile"] for v in views]
-        # Canonical keys of what was sent, computed once for the lambdas and
-        # both comparisons.
-        sent_canonical = [_canonical_keys(p) for p in profiles]
+        # The callers made the profiles' names canonical (`_canonical_views`)
+        # once, for the lambdas and both comparisons.
+        sent_canonical = [v["profile"] for v in views]
         # What the lambdas received, where it differs from what the client
         # believes it sent (a manager PATCHed on the bare path).
         received = [
-            _as_received(v, c) for v, c in zip(views, sent_canonical, strict=True)
+            _as_received(v, c) or c for v, c in zip(views, sent_canonical, strict=True)
         ]
         try:
-            predicted = model._predict(
-                [
-                    r if r is not None else p
-                    for r, p in zip(received, profiles, strict=True)
-                ],
-                [
-                    r if r is not None else c
-                    for r, c in zip(received, sent_canonical, strict=True)
-                ],
-            )
+            predicted = model._predict(received, received)
         except LambdaError as exc:
             raise _name_failing_view(model, views, sent_canonical, exc) from exc
         ids = list(matched[start : start + _CHUNK])

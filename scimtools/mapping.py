@@ -555,7 +555,7 @@ def generic_path(path: str) -> str:
 
 
 @functools.lru_cache(maxsize=65_536)
-def _generic_path(path: str) -> str:
+def _generic_path(path: str, quotes: bool = True) -> str:
     out, depth, quoted, escaped = [], 0, False, False
     for char in path:
         if quoted:
@@ -565,7 +565,7 @@ def _generic_path(path: str) -> str:
                 escaped = True
             elif char == '"':
                 quoted = False
-        elif depth and char == '"':
+        elif quotes and depth and char == '"':
             quoted = True
         elif char == "[":
             depth += 1
@@ -574,19 +574,7 @@ def _generic_path(path: str) -> str:
         elif depth == 0:
             out.append(char)
     if quoted:  # an unclosed quote: read the brackets alone, as written
-        return _generic_path_unquoted(path)
-    return "".join(out)
-
-
-def _generic_path_unquoted(path: str) -> str:
-    out, depth = [], 0
-    for char in path:
-        if char == "[":
-            depth += 1
-        elif char == "]":
-            depth = max(depth - 1, 0)
-        elif depth == 0:
-            out.append(char)
+        return _generic_path(path, quotes=False)
     return "".join(out)
 
 
@@ -1107,8 +1095,7 @@ def _run_each(
 ) -> list[tuple[dict, dict] | LambdaError]:
     """Each payload's stored user and returned resource, or the lambda's error.
 
-    All payloads go through the lambdas together; when a lambda fails, each is
-    run alone so that one bad payload does not hide what the others show.
+    Raises the error when the lambdas fail on every payload.
     """
     from scimtools.sandbox.lambdas import LambdaError
 
@@ -1117,24 +1104,28 @@ def _run_each(
         prefill = [{"externalId": p.get("externalId")} for p in part]
         return list(zip(users, model.to_scim(users, prefill=prefill), strict=True))
 
-    try:
-        return list(run(payloads))
-    except LambdaError:
-        if len(payloads) == 1:
-            raise
-    outcomes: list[tuple[dict, dict] | LambdaError] = []
-    for payload in payloads:
-        try:
-            outcomes.extend(run([payload]))
-        except LambdaError as error:
-            outcomes.append(error)
-    if all(isinstance(o, LambdaError) for o in outcomes):
-        raise next(o for o in outcomes if isinstance(o, LambdaError))
+    outcomes = _each_or_error(run, payloads)
+    errors = [o for o in outcomes if isinstance(o, LambdaError)]
+    if len(errors) == len(outcomes) and errors:
+        raise errors[0]
     return outcomes
 
 
 def _run_or_skip(convert: Any, docs: list[Any]) -> list[Any]:
     """``convert(docs)``, or one by one when a lambda fails (None for a failure)."""
+    from scimtools.sandbox.lambdas import LambdaError
+
+    return [
+        None if isinstance(o, LambdaError) else o for o in _each_or_error(convert, docs)
+    ]
+
+
+def _each_or_error(convert: Any, docs: list[Any]) -> list[Any]:
+    """``convert(docs)``; when a lambda fails, each doc alone, its error in its place.
+
+    All docs go through the lambdas together first; one by one only then, so
+    that one bad doc does not hide what the others show.
+    """
     from scimtools.sandbox.lambdas import LambdaError
 
     try:
@@ -1145,8 +1136,8 @@ def _run_or_skip(convert: Any, docs: list[Any]) -> list[Any]:
     for doc in docs:
         try:
             out.extend(convert([doc]))
-        except LambdaError:
-            out.append(None)
+        except LambdaError as error:
+            out.append(error)
     return out
 
 

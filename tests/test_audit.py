@@ -113,6 +113,14 @@ def test_emails_that_differ_only_in_case_are_duplicates() -> None:
     ]
 
 
+def _users(*numbers: int) -> list[dict[str, Any]]:
+    """Tenant users u1, u2 ... with a name and a primary work email."""
+    return [
+        {"id": f"u{i}", "userName": f"u{i}", "name": NAME, "emails": EMAIL}
+        for i in numbers
+    ]
+
+
 def _view(key: str, user_name: str, tenant_id: str | None, **profile: Any) -> dict:
     return {
         "kind": "user",
@@ -495,10 +503,7 @@ def test_a_manager_entra_sent_on_the_bare_path_is_dropped_by_the_lambda() -> Non
 def test_a_membership_the_tenant_lost_is_found_and_planned_back() -> None:
     from scimtools.plan import plan_from_findings
 
-    users = [
-        {"id": f"u{i}", "userName": f"u{i}", "name": NAME, "emails": EMAIL}
-        for i in (1, 2)
-    ]
+    users = _users(1, 2)
     groups = [{"id": "g1", "displayName": "Sales", "members": [{"value": "u1"}]}]
     views = [
         _view("k1", "u1", "u1"),
@@ -524,10 +529,7 @@ def test_a_value_patched_on_a_filter_that_matched_nothing_is_explained() -> None
     # the user has no mobile item to match, and answers 200.
     mobile = 'phoneNumbers[type eq "mobile"].value'
     phone = [{"type": "mobile", "value": "+12015550123", "primary": True}]
-    users = [
-        {"id": f"u{i}", "userName": f"u{i}", "name": NAME, "emails": EMAIL}
-        for i in (1, 2, 3)
-    ]
+    users = _users(1, 2, 3)
     users[2]["phoneNumbers"] = [{"type": "Mobile", "value": "+12015550199"}]
     patch = {"Operations": [{"op": "Add", "path": mobile, "value": "+12015550123"}]}
     views = [
@@ -617,10 +619,7 @@ def test_an_extension_lost_on_a_user_without_its_schema_says_why() -> None:
 
 
 def test_groups_inactive_members_unknown_members_empty_and_large() -> None:
-    users = [
-        {"id": f"u{i}", "userName": f"u{i}", "name": NAME, "emails": EMAIL}
-        for i in range(101)
-    ]
+    users = _users(*range(101))
     users[0]["active"] = False
     groups = [
         {
@@ -1458,10 +1457,7 @@ def test_load_idp_views_names_a_path_that_does_not_exist_and_empty_views(
 
 
 def test_a_group_view_without_a_tenant_id_is_matched_by_display_name() -> None:
-    users = [
-        {"id": f"u{i}", "userName": f"u{i}", "name": NAME, "emails": EMAIL}
-        for i in (1, 2)
-    ]
+    users = _users(1, 2)
     groups = [{"id": "g1", "displayName": "Eng", "members": [{"value": "u1"}]}]
     views = [
         _view("k1", "u1", "u1"),

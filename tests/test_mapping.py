@@ -24,6 +24,14 @@ from scimtools.mapping import (
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 CORRECTED = Path(__file__).resolve().parents[1] / "data" / "lambdas" / "corrected"
+TWO_PRIMARIES = {
+    "schemas": [USER],
+    "userName": "ada",
+    "emails": [
+        {"primary": True, "type": "work", "value": "ada@example.com"},
+        {"primary": True, "type": "home", "value": "ada@example.net"},
+    ],
+}
 
 
 @pytest.fixture(scope="module")
@@ -40,14 +48,7 @@ def statuses(sent: dict, other: dict) -> dict[str, str]:
 
 
 def test_two_primary_emails_keep_the_last_one_as_work(model: LambdaModel) -> None:
-    sent = {
-        "schemas": [USER],
-        "userName": "ada",
-        "emails": [
-            {"primary": True, "type": "work", "value": "ada@example.com"},
-            {"primary": True, "type": "home", "value": "ada@example.net"},
-        ],
-    }
+    sent = TWO_PRIMARIES
 
     stored = model.predict([sent])[0]
 
@@ -435,14 +436,7 @@ def test_the_corrected_lambdas_keep_what_the_default_keeps_through_a_patch(
 def test_the_corrected_lambdas_keep_the_home_email_the_default_keeps(
     model: LambdaModel, corrected: LambdaModel
 ) -> None:
-    sent = {
-        "schemas": [USER],
-        "userName": "ada",
-        "emails": [
-            {"primary": True, "type": "work", "value": "ada@example.com"},
-            {"primary": True, "type": "home", "value": "ada@example.net"},
-        ],
-    }
+    sent = TWO_PRIMARIES
 
     default = model.predict([sent])[0]
     fixed = corrected.predict([sent])[0]
