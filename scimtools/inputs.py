@@ -48,6 +48,8 @@ _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 
 
 _CSV_ADVICE = "Excel: 'CSV UTF-8'; iconv -f latin1 -t utf-8"
+JS_ADVICE = "in the editor's encoding menu, or iconv -f latin1 -t utf-8"
+"""How to save a JavaScript file as UTF-8, for `read_text`'s ``advice``."""
 
 
 def read_text(path: str | Path, what: str, *, advice: str = _CSV_ADVICE) -> str:

@@ -65,7 +65,6 @@ _SLOTS = (
     "groupResponse",
 )
 _NOOP = "function convert() {}"
-_JS_ADVICE = "in the editor's encoding menu, or iconv -f latin1 -t utf-8"
 _BATCH = 10_000
 
 #: Statuses of a `Difference`, from sent to the other side.
@@ -233,7 +232,7 @@ class LambdaModel:
             When a file does not exist; the message names it.
         """
         from scimtools.errors import InputFileNotFoundError
-        from scimtools.inputs import read_text
+        from scimtools.inputs import JS_ADVICE, read_text
 
         sources = []
         for file in (Path(request), Path(response)):
@@ -242,7 +241,7 @@ class LambdaModel:
                     f"lambda file {file} does not exist; export the tenant's SCIM"
                     " lambdas from FusionAuth or use data/lambdas/"
                 )
-            sources.append(read_text(file, "lambda file", advice=_JS_ADVICE))
+            sources.append(read_text(file, "lambda file", advice=JS_ADVICE))
         return cls(
             sources[0],
             sources[1],

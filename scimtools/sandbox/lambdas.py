@@ -19,7 +19,7 @@ from typing import Any
 
 from py_mini_racer import JSEvalException, JSTimeoutException, MiniRacer
 
-from scimtools.errors import SCIMToolsError
+from scimtools.errors import InputError, InputFileNotFoundError, SCIMToolsError
 
 __all__ = ["DEFAULT_LAMBDA_DIR", "LAMBDA_FILES", "LambdaError", "LambdaSet"]
 
@@ -166,20 +166,19 @@ class LambdaSet:
         """Load the six converters from JavaScript files in ``directory``."""
         directory = Path(directory) if directory else DEFAULT_LAMBDA_DIR
         files = {**LAMBDA_FILES, **(files or {})}
+        # Imported here: scimtools.inputs brings pandas, which the sandbox needs not.
+        from scimtools.inputs import JS_ADVICE, read_text
+
         sources = {}
         for slot, name in files.items():
-            data = (directory / name).read_bytes()
             try:
-                sources[slot] = data.decode("utf-8").removeprefix("\ufeff")
-            except UnicodeDecodeError as exc:
-                line = data[: exc.start].count(b"\n") + 1
-                raise LambdaError(
-                    slot,
-                    f"lambda file {directory / name} is not UTF-8: byte"
-                    f" 0x{data[exc.start]:02x} on line {line} cannot be read; save"
-                    " it as UTF-8 (in the editor's encoding menu, or iconv -f"
-                    " latin1 -t utf-8) and try again",
-                ) from None
+                sources[slot] = read_text(
+                    directory / name, "lambda file", advice=JS_ADVICE
+                )
+            except InputFileNotFoundError:
+                raise
+            except InputError as exc:
+                raise LambdaError(slot, str(exc)) from None
         return cls(sources, names=files, timeout=timeout)
 
     def _title(self, slot: str) -> str:
